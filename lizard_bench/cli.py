@@ -1,0 +1,110 @@
+"""Command line: ``lizard-bench run|list`` (``python run_bench.py`` is ``lizard-bench run`` on the default suite)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lizard_bench.config import ConfigError, load_config
+from lizard_bench.data.corpus import CorpusError
+from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError
+from lizard_bench.results import RecordError
+
+# Users' errors: printed as one line, exit status 2. Anything else is a bug and keeps its traceback.
+_USER_ERRORS = (ConfigError, CorpusError, ModelNotFoundError, RecordError, KeyError, ValueError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lizard-bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a benchmark suite and write records under results/<run-id>/")
+    run.add_argument("--config", type=Path, help="suite YAML (default: built-in defaults = configs/default.yaml)")
+    run.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir (repeatable)")
+    run.add_argument("--variant", dest="variants", action="append", help="variant to run (repeatable)")
+    run.add_argument("--task", dest="tasks", action="append", help="task to run (repeatable)")
+    run.add_argument("--corpus", help="pydoc | path to .txt/.jsonl | hf:DATASET[:CONFIG]")
+    run.add_argument("--limit", type=int, help="cap each task's examples (quick runs)")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    run.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    run.add_argument("--kernel-backend", choices=("auto", "torch", "triton"))
+    run.add_argument("--results-dir", help="parent folder of run directories (default: results)")
+    run.add_argument("--run-id", help="name of the run directory; an existing one is resumed")
+    run.add_argument("--seq-len", type=int, help="perplexity window length in tokens")
+    run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
+
+    listing = commands.add_parser("list", help="show available tasks, models or variants")
+    listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _list(args.what)
+    except _USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"lizard-bench: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {
+        "models": args.models, "variants": args.variants, "tasks": args.tasks, "corpus": args.corpus,
+        "limit": args.limit, "seed": args.seed, "device": args.device, "dtype": args.dtype,
+        "kernel_backend": args.kernel_backend, "results_dir": args.results_dir, "run_id": args.run_id,
+        "perplexity.seq_len": args.seq_len, "perplexity.max_tokens": args.max_tokens,
+    }
+    config = load_config(args.config, overrides)
+
+    from lizard_bench.report_table import records_table  # heavy imports only once the config is valid
+    from lizard_bench.runner import run_suite
+
+    summary = run_suite(config)
+    print()
+    print(records_table(summary.records))
+    print(f"\n{len(summary.records)} records in {summary.run_dir} "
+          f"({summary.ran_units} units run, {summary.skipped_units} already done)")
+    failed = [r for r in summary.records if r.status == "error"]
+    if failed:
+        print(f"lizard-bench: {len(failed)} record(s) failed; rerun with --run-id {summary.run_dir.name} to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _list(what: str) -> int:
+    if what == "tasks":
+        from lizard_bench.config import SuiteConfig
+        from lizard_bench.tasks import all_tasks
+
+        config = SuiteConfig()
+        for name, cls in all_tasks().items():
+            status = cls().data_status(config) or "available"
+            print(f"{name:28s} {cls.suite:20s} {', '.join(cls.metrics):24s} data: {status}")
+    elif what == "models":
+        for alias, model in EMBEDDED_MODELS.items():
+            print(f"{alias:16s} embedded: {model.filename} from PyPI wheel {model.distribution}=={model.version} "
+                  f"(hub: {model.hub_id})")
+        print("any hub id (org/name) or local directory with config.json, or a .gguf file, is accepted too")
+    else:
+        from lizard_bench.models.variants import VARIANTS
+
+        for variant in VARIANTS.values():
+            print(f"{variant.name:16s} {variant.description}")
+    return 0
+
+
+def run_default_suite() -> int:
+    """``python run_bench.py``: the default suite from ``configs/default.yaml`` beside the script."""
+    default = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+    argv = sys.argv[1:]
+    if "--config" not in argv and default.is_file():
+        argv = ["--config", str(default), *argv]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return main(["run", *argv])

@@ -1,0 +1,157 @@
+"""Suite configuration: YAML files under ``configs/`` with CLI overrides.
+
+A suite names the models, variants and tasks to run, the budgets, and the seed. Typos must
+not pass silently (a misspelled ``limt:`` would otherwise run a full, hours-long suite), so
+unknown keys and malformed YAML raise :class:`ConfigError` naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A suite configuration problem, phrased as one line that says where and what to fix."""
+
+
+@dataclass
+class PerplexityBudget:
+    """How much held-out text the perplexity task reads, and in what windows."""
+
+    seq_len: int = 512
+    max_tokens: int = 16384
+    batch_size: int = 1
+
+
+@dataclass
+class SuiteConfig:
+    """One benchmark suite. Field defaults are the built-in defaults; YAML overrides them."""
+
+    name: str = "default"
+    models: list[str] = field(default_factory=lambda: ["smollm2-135m"])
+    variants: list[str] = field(default_factory=lambda: ["softmax"])
+    tasks: list[str] = field(default_factory=lambda: ["corpus_perplexity"])
+    corpus: str = "pydoc"
+    seed: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    kernel_backend: str = "auto"
+    results_dir: str = "results"
+    run_id: str | None = None
+    perplexity: PerplexityBudget = field(default_factory=PerplexityBudget)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """A short content hash of the settings that change results (not where they are written)."""
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("results_dir", "run_id")}
+        blob = json.dumps(relevant, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_NESTED = {"perplexity": PerplexityBudget}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SuiteConfig:
+    """Read a suite YAML (or the built-in defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` use dotted keys for nested sections (``{"perplexity.seq_len": 256}``);
+    ``None`` values are ignored so that unset CLI flags do not clobber the file.
+    """
+    config = SuiteConfig()
+    if path is not None:
+        _apply_yaml(config, Path(path))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(config, dotted, value, where="command line")
+    _validate(config, where=str(path) if path else "defaults")
+    return config
+
+
+def _apply_yaml(config: SuiteConfig, path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (pass --config with an existing YAML file)")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
+    if root is None:
+        return
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of settings")
+    _apply_mapping(config, root, path, prefix="")
+
+
+def _apply_mapping(target: Any, node: yaml.MappingNode, path: Path, prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(target)}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        line = key_node.start_mark.line + 1
+        if key not in known:
+            raise ConfigError(
+                f"{path}:{line}: unknown key '{prefix}{key}' (known keys: {', '.join(sorted(known))})"
+            )
+        if key in _NESTED and prefix == "":
+            if not isinstance(value_node, yaml.MappingNode):
+                raise ConfigError(f"{path}:{line}: '{key}' must be a mapping")
+            _apply_mapping(getattr(target, key), value_node, path, prefix=f"{key}.")
+            continue
+        value = yaml.safe_load(yaml.serialize(value_node))
+        _set_field(target, key, value, where=f"{path}:{line}", label=f"{prefix}{key}")
+
+
+def _set_dotted(config: SuiteConfig, dotted: str, value: Any, where: str) -> None:
+    target: Any = config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if part not in _NESTED:
+            raise ConfigError(f"{where}: unknown section '{part}' in override '{dotted}'")
+        target = getattr(target, part)
+    if leaf not in {f.name for f in dataclasses.fields(target)}:
+        raise ConfigError(f"{where}: unknown key '{dotted}'")
+    _set_field(target, leaf, value, where=where, label=dotted)
+
+
+def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> None:
+    """Assign with a light type check, so ``seed: abc`` fails here rather than mid-run."""
+    current = getattr(target, key)
+    expected = type(current)
+    if isinstance(current, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: '{label}' must be a list of names, got {value!r}")
+    elif current is None or value is None:
+        pass  # optional fields (limit, run_id) accept None or a value of the right kind, checked below
+    elif expected is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{where}: '{label}' must be an integer, got {value!r}")
+    elif expected is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: '{label}' must be a string, got {value!r}")
+    setattr(target, key, value)
+
+
+def _validate(config: SuiteConfig, where: str) -> None:
+    if config.limit is not None and (not isinstance(config.limit, int) or config.limit < 1):
+        raise ConfigError(f"{where}: 'limit' must be a positive integer or null, got {config.limit!r}")
+    if config.run_id is not None and (not isinstance(config.run_id, str) or "/" in config.run_id):
+        raise ConfigError(f"{where}: 'run_id' must be a plain name without '/', got {config.run_id!r}")
+    for name in ("models", "variants", "tasks"):
+        if not getattr(config, name):
+            raise ConfigError(f"{where}: '{name}' must name at least one entry")
+    if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
+        raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
+    if config.dtype not in ("float32", "float16", "bfloat16"):
+        raise ConfigError(f"{where}: 'dtype' must be float32, float16 or bfloat16, got {config.dtype!r}")

@@ -1,0 +1,126 @@
+"""Shared attention kernels: one set of code paths for the teacher and every linearized variant.
+
+Public API (layout ``[B, T, H, D]``, sequence before heads):
+
+- :func:`softmax_attention` — causal softmax; with ``window`` and ``sink_logits`` it is
+  Lizard's local branch (sliding window plus meta-memory sinks).
+- :func:`gated_linear_attention` — chunked scalar-gated linear attention with normaliser.
+- :func:`gated_linear_attention_step` — one decode step on a :class:`GLAState`.
+
+Each takes ``backend=None|"auto"|"torch"|"triton"``; :func:`select_backend` tells callers
+which one will run, so results can record it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lizard_bench.kernels.dispatch import BACKEND_ENV_VAR, BACKENDS, select_backend, triton_available
+from lizard_bench.kernels.state import GLAState
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_ENV_VAR",
+    "GLAState",
+    "gated_linear_attention",
+    "gated_linear_attention_step",
+    "select_backend",
+    "softmax_attention",
+    "triton_available",
+]
+
+
+def _backend_module(name: str):
+    """Import a backend lazily so that importing the package never imports Triton."""
+    if name == "triton":
+        from lizard_bench.kernels import triton_backend
+
+        return triton_backend
+    from lizard_bench.kernels import torch_backend
+
+    return torch_backend
+
+
+def softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    sink_logits: torch.Tensor | None = None,
+    scale: float | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
+
+    Queries are the last T of the S key positions (bottom-right alignment). ``window=w``
+    keeps the last w keys (the query's own included); ``sink_logits`` [H, m] add e^{t}
+    to the normaliser only. Hkv must divide H (grouped-query attention).
+    """
+    _check_softmax_inputs(q, k, v, window, sink_logits)
+    module = _backend_module(select_backend(q.device, backend))
+    return module.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=scale)
+
+
+def gated_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_gate: torch.Tensor,
+    *,
+    initial_state: GLAState | None = None,
+    output_final_state: bool = False,
+    eps: float = 1e-6,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, GLAState | None]:
+    """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] (<= 0).
+
+    Returns (o [B, T, H, V], final state or None). o_i = q_iᵀ S_i / (q_iᵀ z_i + eps)
+    with S_i = γ_i S_{i-1} + k_i v_iᵀ and z_i = γ_i z_{i-1} + k_i.
+    """
+    _check_gla_inputs(q, k, v, log_gate)
+    module = _backend_module(select_backend(q.device, backend))
+    return module.gated_linear_attention(
+        q, k, v, log_gate, initial_state=initial_state, output_final_state=output_final_state, eps=eps
+    )
+
+
+def gated_linear_attention_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_gate: torch.Tensor,
+    state: GLAState,
+    *,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, GLAState]:
+    """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
+
+    A step is a few small matrix products whatever the device, so it has one
+    implementation (the PyTorch one); the state stays float32.
+    """
+    from lizard_bench.kernels.torch_backend import gated_linear_attention_step as step
+
+    return step(q, k, v, log_gate, state, eps=eps)
+
+
+def _check_softmax_inputs(q, k, v, window, sink_logits) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"softmax_attention expects [B, T, H, D] tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+    if q.shape[2] % k.shape[2] != 0 or k.shape[2] != v.shape[2]:
+        raise ValueError(f"query heads ({q.shape[2]}) must be a multiple of key/value heads ({k.shape[2]}, {v.shape[2]})")
+    if k.shape[1] < q.shape[1]:
+        raise ValueError(f"fewer keys ({k.shape[1]}) than queries ({q.shape[1]})")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if sink_logits is not None and (sink_logits.dim() != 2 or sink_logits.shape[0] != q.shape[2]):
+        raise ValueError(f"sink_logits must be [H={q.shape[2]}, m], got {tuple(sink_logits.shape)}")
+
+
+def _check_gla_inputs(q, k, v, log_gate) -> None:
+    if q.dim() != 4 or q.shape != k.shape or v.shape[:3] != q.shape[:3] or log_gate.shape != q.shape[:3]:
+        raise ValueError(
+            "gated_linear_attention expects q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H]; "
+            f"got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)} log_gate{tuple(log_gate.shape)}"
+        )

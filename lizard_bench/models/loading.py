@@ -1,0 +1,70 @@
+"""Load a located model and its tokenizer as a transformers causal LM."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lizard_bench.models.locate import ModelNotFoundError, ModelSource, locate_model
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for evaluation, with where it came from (for result provenance)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: ModelSource
+    device: torch.device
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; anything else is passed to ``torch.device``."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """Locate and load ``name`` (embedded alias, .gguf file, directory or hub id) in eval mode.
+
+    GGUF weights are dequantized by transformers to float32 on load (they are stored
+    4-bit); they are then cast to ``dtype``.
+    """
+    source = locate_model(name)
+    torch_dtype = DTYPES[dtype]
+    target = resolve_device(device)
+    try:
+        if source.kind == "gguf":
+            directory, filename = source.gguf_dir_and_file
+            with _quiet_transformers():
+                tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+                model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source.location)
+            model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1 is set: download it on a connected machine first)" if offline else ""
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"could not load model {name!r} from {source.location}{hint}: {first_line}") from None
+    model.to(target).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=target)
+
+
+class _quiet_transformers:
+    """GGUF loading logs a warning per unrecognised metadata key; keep the console readable."""
+
+    def __enter__(self) -> None:
+        self._logger = logging.getLogger("transformers")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.setLevel(self._level)

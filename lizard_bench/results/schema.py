@@ -1,0 +1,100 @@
+"""The result record: one number for one (model, variant, task, metric), with its provenance.
+
+Records are the only thing reports and regression checks read, so each one carries enough
+to be trusted on its own: which code, library versions, device and kernel backend produced
+it, with which seed and config. The schema is versioned and validated on read, so a
+truncated or hand-edited file is rejected loudly instead of becoming a wrong table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "unavailable", "error", "oom", "timeout")
+DIRECTIONS = ("higher", "lower")
+
+
+class RecordError(ValueError):
+    """A record that does not match the schema; the message names the field."""
+
+
+@dataclass
+class Record:
+    """One measured value. ``value`` is None unless ``status`` is 'ok'; ``reason`` says why."""
+
+    model: str
+    variant: str
+    task: str
+    metric: str
+    value: float | None
+    status: str = "ok"
+    stderr: float | None = None
+    direction: str = "higher"
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.model, self.variant, self.task, self.metric)
+
+    def to_json(self) -> str:
+        self.validate()
+        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<record>") -> Record:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<record>") -> Record:
+        if not isinstance(data, dict):
+            raise RecordError(f"{source}: a record must be a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RecordError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise RecordError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        missing = sorted(n for n in ("model", "variant", "task", "metric", "value") if n not in data)
+        if missing:
+            raise RecordError(f"{source}: missing field(s) {', '.join(missing)}")
+        record = cls(**data)
+        record.validate(source)
+        return record
+
+    def validate(self, source: str = "<record>") -> None:
+        for name in ("model", "variant", "task", "metric"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise RecordError(f"{source}: '{name}' must be a non-empty string, got {value!r}")
+        if self.status not in STATUSES:
+            raise RecordError(f"{source}: 'status' must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        if self.direction not in DIRECTIONS:
+            raise RecordError(f"{source}: 'direction' must be higher or lower, got {self.direction!r}")
+        if self.status == "ok":
+            if not _is_finite_number(self.value):
+                raise RecordError(f"{source}: an 'ok' record needs a finite numeric 'value', got {self.value!r}")
+        else:
+            if self.value is not None:
+                raise RecordError(f"{source}: a '{self.status}' record must have value null")
+            if not self.reason:
+                raise RecordError(f"{source}: a '{self.status}' record must say why in 'reason'")
+        if self.stderr is not None and not (_is_finite_number(self.stderr) and self.stderr >= 0):
+            raise RecordError(f"{source}: 'stderr' must be a non-negative number or null, got {self.stderr!r}")
+        if not isinstance(self.details, dict) or not isinstance(self.provenance, dict):
+            raise RecordError(f"{source}: 'details' and 'provenance' must be objects")
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,97 @@
+"""The run directory: atomic record files, a manifest, and the finished-unit index for resuming.
+
+Layout of ``results/<run-id>/``::
+
+    manifest.json                      the suite config and run provenance
+    records/<model>/<variant>/<task>.json   all metrics of one finished unit, written at once
+
+A unit's file appears only when the unit has finished (written to a temporary file and
+renamed into place), so a crash leaves either the whole unit or nothing, and a restarted
+run skips exactly the units whose files exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lizard_bench.results.schema import Record, RecordError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the complete new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def safe_name(name: str) -> str:
+    """A path component for a model/variant/task name (hub ids contain '/')."""
+    return _UNSAFE.sub("_", name).strip("._") or "_"
+
+
+class RunStore:
+    """Reads and writes the records of one run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+    def unit_path(self, model: str, variant: str, task: str) -> Path:
+        return self.run_dir / "records" / safe_name(model) / safe_name(variant) / f"{safe_name(task)}.json"
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.is_file():
+            return None
+        return json.loads(self.manifest_path.read_text())
+
+    def write_unit(self, model: str, variant: str, task: str, records: list[Record]) -> Path:
+        """Write every record of a finished unit as one JSON list, atomically."""
+        if not records:
+            raise RecordError(f"unit ({model}, {variant}, {task}) produced no records")
+        body = "[\n" + ",\n".join(r.to_json() for r in records) + "\n]\n"
+        path = self.unit_path(model, variant, task)
+        atomic_write_text(path, body)
+        return path
+
+    def unit_done(self, model: str, variant: str, task: str) -> bool:
+        """A unit is done when its file exists and it did not fail; failed units are retried on resume."""
+        path = self.unit_path(model, variant, task)
+        return path.is_file() and all(r.status != "error" for r in read_unit_file(path))
+
+    def read_records(self) -> list[Record]:
+        """Every record in the run, validated; a corrupt file raises :class:`RecordError` naming it."""
+        records: list[Record] = []
+        for path in sorted((self.run_dir / "records").rglob("*.json")):
+            records.extend(read_unit_file(path))
+        return records
+
+
+def read_unit_file(path: Path) -> list[Record]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise RecordError(f"{path}: a unit file must hold a JSON list of records")
+    return [Record.from_dict(item, f"{path}[{i}]") for i, item in enumerate(data)]

@@ -1,0 +1,142 @@
+"""The run loop: expand a suite into (model × variant × task) units and record each as it ends.
+
+Each unit's records are written atomically the moment it finishes, so an interrupted run
+started again with the same run id skips finished units and redoes only the rest. A task
+whose data is missing yields an 'unavailable' record; a task that fails yields an 'error'
+record with the message, and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lizard_bench.config import ConfigError, SuiteConfig
+from lizard_bench.data.corpus import load_corpus
+from lizard_bench.kernels import select_backend
+from lizard_bench.models.loading import load_model, resolve_device
+from lizard_bench.models.variants import get_variant
+from lizard_bench.provenance import run_provenance
+from lizard_bench.results import Record, RunStore
+from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable, get_task
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    records: list[Record]
+    skipped_units: int
+    ran_units: int
+
+
+def new_run_id(config: SuiteConfig) -> str:
+    return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{config.name}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_suite(config: SuiteConfig) -> RunSummary:
+    """Run every unfinished unit of ``config`` and return all records of the run directory."""
+    tasks = [get_task(name) for name in config.tasks]
+    for variant in config.variants:
+        get_variant(variant)  # fail on a typo before loading any model
+    run_id = config.run_id or new_run_id(config)
+    store = RunStore(Path(config.results_dir) / run_id)
+    device = resolve_device(config.device)
+    backend = select_backend(device, None if config.kernel_backend == "auto" else config.kernel_backend)
+    base_provenance = run_provenance(
+        device=device, kernel_backend=backend, seed=config.seed, config_hash=config.config_hash()
+    )
+    _check_or_write_manifest(store, config, run_id, base_provenance)
+    context = TaskContext(config=config, corpus=functools.cache(lambda: load_corpus(config.corpus)))
+
+    skipped = ran = 0
+    for model_name in config.models:
+        for variant_name in config.variants:
+            pending = [t for t in tasks if not store.unit_done(model_name, variant_name, t.name)]
+            skipped += len(tasks) - len(pending)
+            if not pending:
+                continue
+            handle = _prepare_handle(config, model_name, variant_name, backend)
+            for task in pending:
+                records = _run_unit(handle, task, context, base_provenance)
+                store.write_unit(model_name, variant_name, task.name, records)
+                ran += 1
+            del handle
+    return RunSummary(run_dir=store.run_dir, records=store.read_records(), skipped_units=skipped, ran_units=ran)
+
+
+def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, provenance: dict) -> None:
+    existing = store.read_manifest()
+    if existing is not None:
+        if existing.get("config_hash") != config.config_hash():
+            raise ConfigError(
+                f"run {run_id!r} in {store.run_dir} was started with a different config; "
+                "resume it with the same settings or pass a new --run-id"
+            )
+        return
+    store.write_manifest({
+        "run_id": run_id,
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "started": _now(),
+        "provenance": provenance,
+    })
+
+
+def _prepare_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str) -> ModelHandle:
+    seed_everything(config.seed)
+    loaded = load_model(model_name, device=config.device, dtype=config.dtype)
+    get_variant(variant_name).prepare(loaded, backend)
+    return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend)
+
+
+def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_provenance: dict) -> list[Record]:
+    seed_everything(context.seed)
+    started, clock = _now(), time.perf_counter()
+    status, reason, values = "ok", None, []
+    try:
+        unavailable = task.data_status(context.config)
+        if unavailable:
+            raise TaskUnavailable(unavailable)
+        values = task.run(handle, context)
+    except TaskUnavailable as exc:
+        status, reason = "unavailable", str(exc)
+    except Exception as exc:  # one failing task must not lose the rest of the suite
+        status, reason = "error", f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    provenance = {
+        **base_provenance,
+        "model_source": handle.loaded.source.location,
+        "started": started,
+        "ended": _now(),
+        "wall_time_s": round(time.perf_counter() - clock, 3),
+    }
+    if status != "ok":
+        return [
+            Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=metric, value=None,
+                   status=status, reason=reason, direction=direction, provenance=provenance)
+            for metric, direction in task.metrics.items()
+        ]
+    return [
+        Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric, value=float(v.value),
+               stderr=v.stderr, direction=task.metrics.get(v.metric, "higher"), details=v.details,
+               provenance=provenance)
+        for v in values
+    ]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

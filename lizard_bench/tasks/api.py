@@ -1,0 +1,87 @@
+"""What a task is: a name, a suite, metrics with a direction, a data source, and a ``run``.
+
+A task receives a :class:`ModelHandle` (the model as one variant sees it) and a
+:class:`TaskContext` (seed, limit, budgets, corpus access) and returns metric values; the
+runner turns them into records with provenance. A task whose data cannot be had raises
+:class:`TaskUnavailable`, which becomes an 'unavailable' record with the reason rather than a
+crash or a silent gap in a table.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from lizard_bench.config import SuiteConfig
+from lizard_bench.data.corpus import Corpus
+from lizard_bench.models.loading import LoadedModel
+
+
+class TaskUnavailable(RuntimeError):
+    """The task's data (or a resource it needs) is not available here; the message says why."""
+
+
+@dataclass
+class MetricValue:
+    metric: str
+    value: float
+    stderr: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelHandle:
+    """One (model, variant) pair ready to evaluate."""
+
+    model_name: str
+    variant: str
+    loaded: LoadedModel
+    kernel_backend: str
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+
+@dataclass
+class TaskContext:
+    config: SuiteConfig
+    corpus: Callable[[], Corpus]  # loaded on first use and shared between tasks
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def limit(self) -> int | None:
+        return self.config.limit
+
+
+class Task(ABC):
+    """Subclass, set the class attributes, implement :meth:`run`, and decorate with ``@register_task``."""
+
+    name: ClassVar[str]
+    suite: ClassVar[str]
+    metrics: ClassVar[dict[str, str]]  # metric name -> 'higher' or 'lower' is better
+    data_source: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def data_status(self, config: SuiteConfig) -> str | None:
+        """None when the data is available; otherwise one line saying why not."""
+        return None
+
+    @abstractmethod
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        """Evaluate ``handle`` and return one value per metric in :attr:`metrics`."""

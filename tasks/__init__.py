@@ -1,0 +1,1 @@
+"""Built-in task plugins. Every module here is imported by the registry; each registers its tasks."""

