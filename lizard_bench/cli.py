@@ -35,18 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="name of the run directory; an existing one is resumed")
     run.add_argument("--seq-len", type=int, help="perplexity window length in tokens")
     run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
+    run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list", help="show available tasks, models or variants")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
+    listing.set_defaults(handler=_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        return _list(args.what)
+        return args.handler(args)
     except _USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"lizard-bench: error: {message}", file=sys.stderr)
@@ -78,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(what: str) -> int:
+def _list(args: argparse.Namespace) -> int:
+    what = args.what
     if what == "tasks":
         from lizard_bench.config import SuiteConfig
         from lizard_bench.tasks import all_tasks
