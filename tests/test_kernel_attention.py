@@ -36,5 +36,5 @@ def test_padding_mask_is_refused_not_ignored(models):
     ids = torch.randint(2, 100, (2, 8))
     mask = torch.ones_like(ids)
     mask[0, :3] = 0
-    with pytest.raises(ValueError, match="explicit attention mask"):
+    with pytest.raises(ValueError, match="attention mask with padding"):
         routed(input_ids=ids, attention_mask=mask)

@@ -51,16 +51,23 @@ def softmax_attention(
     sink_logits: torch.Tensor | None = None,
     scale: float | None = None,
     backend: str | None = None,
-) -> torch.Tensor:
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
     Queries are the last T of the S key positions (bottom-right alignment). ``window=w``
     keeps the last w keys (the query's own included); ``sink_logits`` [H, m] add e^{t}
     to the normaliser only. Hkv must divide H (grouped-query attention).
+    With ``return_lse`` it also returns the log of each row's normaliser, lse [B, T, H]
+    float32 (sinks included), differentiable — what a caller needs to merge this branch
+    with another under one shared normaliser.
     """
     _check_softmax_inputs(q, k, v, window, sink_logits)
     module = _backend_module(select_backend(q.device, backend))
-    return module.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=scale)
+    options = {"return_lse": True} if return_lse else {}
+    return module.softmax_attention(
+        q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=scale, **options
+    )
 
 
 def gated_linear_attention(

@@ -4,7 +4,7 @@ The teacher must run through the same kernel code as the linearized variants, or
 accuracy difference could come from the kernels rather than the method. transformers lets a
 model pick its attention function by name; we register ours (``lizard_kernels``) beside
 ``sdpa`` and reuse sdpa's mask builder, which hands us ``None`` for plain causal batches.
-A real mask (padding) is refused loudly rather than ignored: a silently wrong score is worse
+A mask with padding is refused loudly rather than ignored: a silently wrong score is worse
 than an error.
 """
 
@@ -17,6 +17,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from lizard_bench.kernels import softmax_attention
+from lizard_bench.models.masks import ensure_plain_causal
 
 ATTENTION_PREFIX = "lizard_kernels"
 
@@ -34,11 +35,7 @@ def kernel_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention hook: q [B, H, T, D], k/v [B, Hkv, S, D] -> ([B, T, H, D], None)."""
-    if attention_mask is not None:
-        raise ValueError(
-            "the lizard_kernels attention path got an explicit attention mask (padding or a custom mask); "
-            "score unpadded sequences (batch size 1 or equal lengths) or load the model with attn_implementation='sdpa'"
-        )
+    ensure_plain_causal(attention_mask, query.shape[2])
     if dropout and module.training:
         raise ValueError("attention dropout is not supported by the shared kernels; set attention_dropout=0")
     output = softmax_attention(
