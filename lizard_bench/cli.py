@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel-backend", choices=("auto", "torch", "triton"))
     run.add_argument("--results-dir", help="parent folder of run directories (default: results)")
     run.add_argument("--run-id", help="name of the run directory; an existing one is resumed")
+    run.add_argument("--data-dir", help="local task data: DIR/<task>/<split>.jsonl (for offline machines)")
     run.add_argument("--seq-len", type=int, help="perplexity window length in tokens")
     run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
     run.set_defaults(handler=_run)
@@ -58,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         "models": args.models, "variants": args.variants, "tasks": args.tasks, "corpus": args.corpus,
         "limit": args.limit, "seed": args.seed, "device": args.device, "dtype": args.dtype,
         "kernel_backend": args.kernel_backend, "results_dir": args.results_dir, "run_id": args.run_id,
+        "data_dir": args.data_dir,
         "perplexity.seq_len": args.seq_len, "perplexity.max_tokens": args.max_tokens,
     }
     config = load_config(args.config, overrides)

@@ -46,7 +46,10 @@ class SuiteConfig:
     kernel_backend: str = "auto"
     results_dir: str = "results"
     run_id: str | None = None
+    data_dir: str | None = None  # local task data: DATA_DIR/<task>/<split>.jsonl (offline runs)
     perplexity: PerplexityBudget = field(default_factory=PerplexityBudget)
+    # per-task settings, e.g. {"passkey": {"lengths": [1024, 2048]}}; each task declares and checks its keys
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,8 +137,11 @@ def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> Non
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: '{label}' must be a list of names, got {value!r}")
+    elif isinstance(current, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"{where}: '{label}' must map task names to mappings of options, got {value!r}")
     elif current is None or value is None:
-        pass  # optional fields (limit, run_id) accept None or a value of the right kind, checked below
+        pass  # optional fields (limit, run_id, data_dir) accept None or a value of the right kind, checked below
     elif expected is int and not (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(f"{where}: '{label}' must be an integer, got {value!r}")
     elif expected is str and not isinstance(value, str):
@@ -153,5 +159,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
             raise ConfigError(f"{where}: '{name}' must name at least one entry")
     if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
         raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
+    if config.data_dir is not None and not isinstance(config.data_dir, str):
+        raise ConfigError(f"{where}: 'data_dir' must be a path, got {config.data_dir!r}")
     if config.dtype not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"{where}: 'dtype' must be float32, float16 or bfloat16, got {config.dtype!r}")

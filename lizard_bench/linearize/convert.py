@@ -35,6 +35,8 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
         )
     for index, layer in enumerate(layers):
         attention = getattr(layer, "self_attn", None)
+        if isinstance(attention, LizardAttention):
+            raise ValueError("model is already linearized")
         missing = [name for name in _PROJECTIONS if not isinstance(getattr(attention, name, None), nn.Linear)]
         if attention is None or missing:
             raise UnsupportedModelError(
@@ -72,8 +74,6 @@ def linearize(
     for index, layer in enumerate(layers):
         if index in config.softmax_layers:
             continue
-        if isinstance(layer.self_attn, LizardAttention):
-            raise ValueError("model is already linearized")
         layer.self_attn = LizardAttention(
             layer.self_attn, config, layer_idx=index, hidden_size=model_config.hidden_size, num_heads=num_heads,
             num_kv_heads=num_kv_heads, head_dim=head_dim, kernel_backend=kernel_backend,

@@ -68,6 +68,10 @@ class TaskContext:
     def limit(self) -> int | None:
         return self.config.limit
 
+    def options(self, task: Task) -> dict[str, Any]:
+        """The task's declared defaults overridden by the suite's ``task_options[task.name]``."""
+        return {**task.default_options, **self.config.task_options.get(task.name, {})}
+
 
 class Task(ABC):
     """Subclass, set the class attributes, implement :meth:`run`, and decorate with ``@register_task``."""
@@ -77,6 +81,7 @@ class Task(ABC):
     metrics: ClassVar[dict[str, str]]  # metric name -> 'higher' or 'lower' is better
     data_source: ClassVar[str]
     description: ClassVar[str] = ""
+    default_options: ClassVar[dict[str, Any]] = {}  # every option a suite may set under task_options.<name>
 
     def data_status(self, config: SuiteConfig) -> str | None:
         """None when the data is available; otherwise one line saying why not."""
