@@ -16,7 +16,7 @@ def trained_looking(method: str, **options):
     linearize(model, method, window=6, **options)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
     return model.eval()
