@@ -70,7 +70,7 @@ def run_suite(config: SuiteConfig) -> RunSummary:
             skipped += len(tasks) - len(pending)
             if not pending:
                 continue
-            handle = _prepare_handle(config, model_name, variant_name, backend)
+            handle = build_handle(config, model_name, variant_name, backend)
             for task in pending:
                 records = _run_unit(handle, task, context, base_provenance)
                 store.write_unit(model_name, variant_name, task.name, records)
@@ -109,11 +109,13 @@ def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, 
     })
 
 
-def _prepare_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str) -> ModelHandle:
+def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str) -> ModelHandle:
+    """Load ``model_name`` and turn it into ``variant_name``: deterministic, so a child process can rebuild it."""
     seed_everything(config.seed)
     loaded = load_model(model_name, device=config.device, dtype=config.dtype)
     get_variant(variant_name).prepare(loaded, backend)
-    return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend)
+    return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend,
+                       rebuild=(build_handle, (config, model_name, variant_name, backend)))
 
 
 def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_provenance: dict) -> list[Record]:
@@ -125,6 +127,9 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
         if unavailable:
             raise TaskUnavailable(unavailable)
         values = task.run(handle, context)
+        undeclared = sorted({v.metric.split("@")[0] for v in values} - set(task.metrics))
+        if undeclared:
+            raise ValueError(f"task {task.name!r} returned undeclared metric(s) {', '.join(undeclared)}")
     except TaskUnavailable as exc:
         status, reason = "unavailable", str(exc)
     except Exception as exc:  # one failing task must not lose the rest of the suite
@@ -144,8 +149,9 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
             for metric, direction in task.metrics.items()
         ]
     return [
-        Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric, value=float(v.value),
-               stderr=v.stderr, direction=task.metrics.get(v.metric, "higher"), details=v.details,
+        Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric,
+               value=float(v.value) if v.status == "ok" else None, status=v.status, reason=v.reason,
+               stderr=v.stderr, direction=task.metrics[v.metric.split("@")[0]], details=v.details,
                provenance=provenance)
         for v in values
     ]

@@ -27,10 +27,17 @@ class TaskUnavailable(RuntimeError):
 
 @dataclass
 class MetricValue:
+    """One measured number. Metric names may carry a point after '@' (``tokens_per_s@2048``);
+    the part before it must be a key of the task's ``metrics``, which gives its direction.
+    A point that could not be measured has ``status`` 'oom', 'timeout' or 'unavailable',
+    ``value`` None and a ``reason``: it is recorded, not dropped."""
+
     metric: str
-    value: float
+    value: float | None
     stderr: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    reason: str | None = None
 
 
 @dataclass
@@ -41,6 +48,8 @@ class ModelHandle:
     variant: str
     loaded: LoadedModel
     kernel_backend: str
+    # (function, args) that rebuild this handle in another process, for probes that need a fresh one
+    rebuild: tuple[Callable[..., ModelHandle], tuple] | None = None
 
     @property
     def model(self) -> torch.nn.Module:

@@ -42,7 +42,7 @@ def test_chunked_prefill_with_cache_equals_one_shot(method):
     with torch.no_grad():
         expected = model(input_ids=ids).logits
         cache = DynamicCache()
-        pieces = [model(input_ids=ids[:, a:b], past_key_values=cache, use_cache=True).logits
+        pieces = [model(input_ids=ids[:, a:b], cache=cache, use_cache=True).logits
                   for a, b in ((0, 4), (4, 5), (5, 17), (17, 23))]
     torch.testing.assert_close(torch.cat(pieces, dim=1), expected, atol=1e-5, rtol=1e-4)
 
@@ -53,14 +53,14 @@ def test_cache_size_is_constant_in_context_length():
     for length in (8, 40, 120):
         cache = DynamicCache()
         with torch.no_grad():
-            model(input_ids=torch.randint(2, 90, (1, length)), past_key_values=cache, use_cache=True)
+            model(input_ids=torch.randint(2, 90, (1, length)), cache=cache, use_cache=True)
         sizes[length] = cache_bytes(cache)
     assert sizes[8] == sizes[40] == sizes[120] > 0
     teacher_sizes = []
     for length in (8, 40):
         cache = DynamicCache()
         with torch.no_grad():
-            tiny_llama()(input_ids=torch.randint(2, 90, (1, length)), past_key_values=cache, use_cache=True)
+            tiny_llama()(input_ids=torch.randint(2, 90, (1, length)), cache=cache, use_cache=True)
         teacher_sizes.append(cache_bytes(cache))
     assert teacher_sizes[1] == 5 * teacher_sizes[0], "the softmax teacher's cache grows linearly"
 

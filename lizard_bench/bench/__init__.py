@@ -1,0 +1,1 @@
+"""Efficiency probes: prefill and decode throughput and peak memory against context length."""

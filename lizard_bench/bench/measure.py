@@ -1,0 +1,100 @@
+"""Timing and memory primitives shared by the efficiency probes.
+
+Speeds are medians over repeats after a warm-up, with min and max kept, because a shared
+machine's noise is one-sided (slowdowns) and a single number hides it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+class PointSkipped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A sweep point that was not measured; ``status`` is 'oom' or 'timeout'."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass
+class Timing:
+    median_s: float
+    min_s: float
+    max_s: float
+    repeats: int
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def timed(fn: Callable[[], object], *, warmup: int, repeats: int, budget_s: float, device: torch.device) -> Timing:
+    """Median wall time of ``fn``; raises :class:`PointSkipped` for an OOM or when one call exceeds the budget.
+
+    A call cannot be interrupted safely mid-kernel, so the budget is checked after each
+    call: a point that takes too long is abandoned after its first (warm-up) call, and the
+    caller skips longer points instead of hanging on them.
+    """
+    samples: list[float] = []
+    try:
+        for index in range(warmup + repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            fn()
+            _synchronize(device)
+            elapsed = time.perf_counter() - start
+            if elapsed > budget_s:
+                raise PointSkipped("timeout", f"one call took {elapsed:.1f} s, over the {budget_s:.0f} s budget")
+            if index >= warmup:
+                samples.append(elapsed)
+    except PointSkipped:
+        raise
+    except Exception as error:
+        if is_out_of_memory(error):
+            raise PointSkipped("oom", f"out of memory: {str(error).splitlines()[0][:200]}") from None
+        raise
+    return Timing(statistics.median(samples), min(samples), max(samples), len(samples))
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- peak resident memory of this process (CPU), resettable on Linux ------------------------------
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def rss_bytes() -> int:
+    return _status_kib("VmRSS") * 1024
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark of resident memory (VmHWM) to the current RSS."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_bytes() -> int:
+    return _status_kib("VmHWM") * 1024
+
+
+def cpu_peak_memory_supported() -> bool:
+    try:
+        reset_peak_rss()
+        return peak_rss_bytes() > 0
+    except OSError:
+        return False

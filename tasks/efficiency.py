@@ -1,0 +1,143 @@
+"""Efficiency probes registered as tasks: prefill, decode and memory against context length.
+
+They sit in a suite beside accuracy tasks and write records to the same store; the
+reports plot them against context length. Lengths default to 512–8K on CPU and 1K–32K on
+GPU; ``--limit N`` keeps the first N lengths.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from lizard_bench.bench import memory, workloads
+from lizard_bench.bench.measure import Timing, cpu_peak_memory_supported, timed
+from lizard_bench.bench.sweep import sweep
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+
+CPU_LENGTHS = [512, 2048, 8192]
+GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
+
+
+class EfficiencyTask(Task):
+    suite = "efficiency"
+    data_source = "synthetic token ids (deterministic by seed); no data needed"
+    default_options = {
+        "lengths": None,  # None: CPU_LENGTHS on CPU, GPU_LENGTHS on CUDA
+        "batch_size": 1,
+        "decode_tokens": 32,
+        "warmup": 1,
+        "repeats": 3,
+        "budget_s": 300.0,  # per call; longer points are recorded as 'timeout'
+    }
+
+    def settings(self, handle: ModelHandle, context: TaskContext) -> dict[str, Any]:
+        options = context.options(self)
+        lengths = options["lengths"] or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
+        if context.limit is not None:
+            lengths = sorted(lengths)[: context.limit]
+        return {**options, "lengths": [int(length) for length in lengths]}
+
+    def shared_details(self, handle: ModelHandle, settings: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "batch_size": settings["batch_size"],
+            "dtype": str(next(handle.model.parameters()).dtype).removeprefix("torch."),
+            "device": str(handle.device),
+            "kernel_backend": handle.kernel_backend,
+            "threads": torch.get_num_threads(),
+        }
+
+    def ids(self, handle: ModelHandle, settings: dict[str, Any], length: int, seed: int) -> torch.Tensor:
+        return workloads.context_ids(handle.model.config.vocab_size, settings["batch_size"], length, seed,
+                                     handle.device)
+
+
+def _timing_details(timing: Timing, scale: float = 1.0) -> dict[str, float]:
+    """min/max of a rate are the inverse of max/min of the time."""
+    return {"min": scale / timing.max_s, "max": scale / timing.min_s, "repeats": timing.repeats}
+
+
+@register_task
+class Prefill(EfficiencyTask):
+    name = "prefill"
+    metrics = {"tokens_per_s": "higher", "latency_s": "lower"}
+    description = "Prefill latency and tokens/s for a batch of contexts of length L"
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        settings = self.settings(handle, context)
+
+        def point(length: int) -> dict[str, tuple[float, dict]]:
+            ids = self.ids(handle, settings, length, context.seed)
+            timing = timed(lambda: workloads.prefill(handle.model, ids), warmup=settings["warmup"],
+                           repeats=settings["repeats"], budget_s=settings["budget_s"], device=handle.device)
+            tokens = ids.numel()
+            return {
+                "tokens_per_s": (tokens / timing.median_s, _timing_details(timing, tokens)),
+                "latency_s": (timing.median_s, {"min": timing.min_s, "max": timing.max_s, "repeats": timing.repeats}),
+            }
+
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))
+
+
+@register_task
+class Decode(EfficiencyTask):
+    name = "decode"
+    metrics = {"tokens_per_s": "higher", "cache_bytes": "lower"}
+    description = "Decode tokens/s generating N tokens after a context of length L, and the cache size then"
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        settings = self.settings(handle, context)
+        steps = settings["decode_tokens"]
+
+        def point(length: int) -> dict[str, tuple[float, dict]]:
+            cache, token = workloads.prefill(handle.model, self.ids(handle, settings, length, context.seed))
+            size = workloads.cache_size(cache)
+            # every repeat decodes from the same post-prefill state (a copy), so the context stays L
+            timing = timed(lambda: workloads.decode(handle.model, copy.deepcopy(cache), token, steps),
+                           warmup=settings["warmup"], repeats=settings["repeats"], budget_s=settings["budget_s"],
+                           device=handle.device)
+            tokens = steps * settings["batch_size"]
+            return {
+                "tokens_per_s": (tokens / timing.median_s, {**_timing_details(timing, tokens), "new_tokens": steps}),
+                "cache_bytes": (size, {}),
+            }
+
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))
+
+
+@register_task
+class Memory(EfficiencyTask):
+    name = "memory"
+    metrics = {"peak_memory_bytes": "lower", "decode_peak_memory_bytes": "lower", "cache_bytes": "lower"}
+    description = "Peak memory above the loaded model during prefill and decode, and cache bytes after the context"
+
+    def data_status(self, config) -> str | None:
+        if not torch.cuda.is_available() and not cpu_peak_memory_supported():
+            return "CPU peak memory needs Linux /proc/self/clear_refs, which this system does not provide"
+        return None
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        settings = self.settings(handle, context)
+        steps = settings["decode_tokens"]
+        if handle.device.type != "cuda" and handle.rebuild is None:
+            raise TaskUnavailable("CPU memory probes rebuild the model in a child process; this handle cannot")
+
+        def point(length: int) -> dict[str, tuple[float, dict]]:
+            if handle.device.type == "cuda":
+                result = memory.measure_in_process(handle.model, self.ids(handle, settings, length, context.seed),
+                                                   steps)
+            else:
+                build, args = handle.rebuild
+                result = memory.measure_in_child(build, args, length=length, batch_size=settings["batch_size"],
+                                                 decode_steps=steps, seed=context.seed,
+                                                 timeout_s=settings["budget_s"])
+            method = {"method": result.method}
+            return {
+                "peak_memory_bytes": (result.prefill_peak_bytes, method),
+                "decode_peak_memory_bytes": (result.decode_peak_bytes, method),
+                "cache_bytes": (result.cache_bytes, {}),
+            }
+
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))

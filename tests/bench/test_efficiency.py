@@ -1,0 +1,85 @@
+"""Efficiency probes on a tiny model: well-formed records, OOM and timeout points recorded, sweep finishes."""
+
+import pytest
+
+from lizard_bench.bench import measure, workloads
+from lizard_bench.config import load_config
+from lizard_bench.runner import run_suite
+from tests.tiny_models import save_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def efficiency_suite(tmp_path, model_dir, tasks, **options):
+    settings = {"lengths": [16, 32, 64], "repeats": 2, "decode_tokens": 4, **options}
+    return load_config(None, {
+        "models": [str(model_dir)], "tasks": tasks, "results_dir": str(tmp_path), "run_id": "eff",
+        "device": "cpu", "task_options": {task: settings for task in tasks},
+    })
+
+
+def keyed(records):
+    return {(r.task, r.metric): r for r in records}
+
+
+def test_prefill_and_decode_records_are_well_formed(tmp_path, model_dir):
+    records = keyed(run_suite(efficiency_suite(tmp_path, model_dir, ["prefill", "decode"])).records)
+    assert len(records) == 12
+    for length in (16, 32, 64):
+        for task, metric in (("prefill", "tokens_per_s"), ("prefill", "latency_s"), ("decode", "tokens_per_s"),
+                             ("decode", "cache_bytes")):
+            record = records[(task, f"{metric}@{length}")]
+            assert record.status == "ok" and record.value > 0
+            assert record.details["context_length"] == length
+            assert record.details["kernel_backend"] == "torch"
+    rate = records[("prefill", "tokens_per_s@32")]
+    assert rate.details["min"] <= rate.value <= rate.details["max"]
+    assert records[("decode", "cache_bytes@64")].value == 4 * records[("decode", "cache_bytes@16")].value, (
+        "a softmax cache grows linearly with the context"
+    )
+
+
+def test_injected_out_of_memory_is_recorded_and_the_sweep_finishes(tmp_path, model_dir, monkeypatch):
+    real_prefill = workloads.prefill
+
+    def prefill_that_fails_at_32(model, ids):
+        if ids.shape[1] == 32:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+        return real_prefill(model, ids)
+
+    monkeypatch.setattr(workloads, "prefill", prefill_that_fails_at_32)
+    records = run_suite(efficiency_suite(tmp_path, model_dir, ["prefill"])).records
+    status = {r.metric: r.status for r in records}
+    assert status == {"tokens_per_s@16": "ok", "latency_s@16": "ok", "tokens_per_s@32": "oom", "latency_s@32": "oom",
+                      "tokens_per_s@64": "ok", "latency_s@64": "ok"}
+    oom = next(r for r in records if r.metric == "tokens_per_s@32")
+    assert oom.value is None and "out of memory" in oom.reason
+
+
+def test_timeout_marks_the_point_and_longer_ones(tmp_path, model_dir, monkeypatch):
+    real_prefill = workloads.prefill
+    clock = {"now": 0.0}
+
+    def slow_at_32(model, ids):
+        clock["now"] += 1000.0 if ids.shape[1] >= 32 else 0.001
+        return real_prefill(model, ids)
+
+    monkeypatch.setattr(workloads, "prefill", slow_at_32)
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["now"])
+    records = run_suite(efficiency_suite(tmp_path, model_dir, ["prefill"], budget_s=10.0)).records
+    status = {r.metric: r.status for r in records if r.metric.startswith("tokens_per_s")}
+    assert status == {"tokens_per_s@16": "ok", "tokens_per_s@32": "timeout", "tokens_per_s@64": "timeout"}
+
+
+def test_cpu_memory_probe_runs_in_a_child_process(tmp_path, model_dir):
+    records = run_suite(efficiency_suite(tmp_path, model_dir, ["memory"], lengths=[16, 256])).records
+    values = {r.metric: r for r in records}
+    for length in (16, 256):
+        peak = values[f"peak_memory_bytes@{length}"]
+        assert peak.status == "ok", peak.reason
+        assert peak.value >= 0 and "VmHWM" in peak.details["method"]
+        assert values[f"cache_bytes@{length}"].value > 0
+    assert values["cache_bytes@256"].value == 16 * values["cache_bytes@16"].value

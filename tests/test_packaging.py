@@ -1,0 +1,36 @@
+"""Packaging: every package ships in the wheel, and the tasks/ plugins are found after a plain install."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def source_packages() -> set[str]:
+    found = {"lizard_bench_tasks"} if (REPO / "tasks" / "__init__.py").is_file() else set()
+    for init in (REPO / "lizard_bench").rglob("__init__.py"):
+        found.add(".".join(init.parent.relative_to(REPO).parts))
+    return found
+
+
+def test_every_package_is_listed_in_pyproject():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert listed == source_packages()
+
+
+@pytest.mark.slow
+def test_wheel_contains_the_library_and_the_task_plugins(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("lizard_bench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    plugins = {f"lizard_bench_tasks/{p.name}" for p in (REPO / "tasks").glob("*.py")}
+    assert plugins <= names
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "lizard_bench").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
