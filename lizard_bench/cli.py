@@ -10,6 +10,7 @@ from pathlib import Path
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.data.corpus import CorpusError
 from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError
+from lizard_bench.report.commands import add_subcommands as add_report_commands
 from lizard_bench.results import RecordError
 
 # Users' errors: printed as one line, exit status 2. Anything else is a bug and keeps its traceback.
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="show available tasks, models or variants")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
     listing.set_defaults(handler=_list)
+    add_report_commands(commands)
     return parser
 
 
@@ -72,6 +74,10 @@ def _run(args: argparse.Namespace) -> int:
     print(records_table(summary.records))
     print(f"\n{len(summary.records)} records in {summary.run_dir} "
           f"({summary.ran_units} units run, {summary.skipped_units} already done)")
+    from lizard_bench.report import write_reports
+
+    written = write_reports([summary.run_dir], summary.run_dir / "report")
+    print(f"reports: {written['report']}  leaderboard: {written['leaderboard']}")
     failed = [r for r in summary.records if r.status == "error"]
     if failed:
         print(f"lizard-bench: {len(failed)} record(s) failed; rerun with --run-id {summary.run_dir.name} to retry them",

@@ -1,0 +1,338 @@
+"""Result tables: the paper-style main table, every metric, efficiency, long context; as Markdown, CSV, LaTeX.
+
+Each table is kept twice: ``raw`` (numbers in display units, the status word where a record
+is not 'ok', None where nothing was measured) for CSV and sorting, and ``display`` (strings)
+for Markdown, LaTeX and HTML. A failed or out-of-memory measurement therefore shows as
+``oom``/``error`` everywhere and never as a blank or a zero, and it never enters an average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lizard_bench.report.loading import row_keys
+from lizard_bench.report.metrics import (
+    EFFICIENCY_TASKS,
+    FIVE_TASKS,
+    LONG_CONTEXT_TASKS,
+    PAPER_METRIC,
+    PAPER_TASKS,
+    PRIMARY_PREFERENCE,
+    TEACHER_VARIANT,
+    display_scale,
+    format_number,
+    is_fraction,
+    metric_label,
+    quantity_label,
+    task_label,
+)
+
+MISSING = "—"  # nothing was measured for this cell (as opposed to a measurement that failed)
+
+
+@dataclass
+class Table:
+    """One report table; ``keys`` are the leading columns that name a row."""
+
+    name: str
+    title: str
+    raw: pd.DataFrame
+    display: pd.DataFrame
+    keys: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Cell:
+    value: float | None  # scaled to display units; None unless the record is 'ok'
+    status: str
+    base: str
+
+    @property
+    def raw(self) -> float | str:
+        return self.value if self.status == "ok" else self.status
+
+    @property
+    def text(self) -> str:
+        return format_number(self.value, self.base) if self.status == "ok" else self.status
+
+
+# ---------------------------------------------------------------------------------------------- main table
+
+
+def main_table(frame: pd.DataFrame) -> Table | None:
+    """Rows (model, variant), one column per task (its primary metric), the paper's averages and recovery."""
+    scalar = frame[(frame["metric"] == frame["base_metric"]) & ~frame["task"].isin(EFFICIENCY_TASKS)]
+    if scalar.empty:
+        return None
+    keys = row_keys(frame)
+    columns = primary_columns(scalar)
+    primary = {task: metric for task, metric, _ in columns}
+    cells = _cells(scalar, keys)
+    rows = ordered_rows(scalar, keys)
+    has_paper_tasks = any(task in PAPER_TASKS for task, _, _ in columns)
+    averages = [("avg 5 tasks (%)", FIVE_TASKS), ("avg 6 tasks (%)", PAPER_TASKS)] if has_paper_tasks else []
+    with_recovery = bool(averages) and any(row[keys.index("variant")] != TEACHER_VARIANT for row in rows)
+
+    raw_rows, text_rows = [], []
+    for row in rows:
+        raw = dict(zip(keys, row, strict=True))
+        text = dict(raw)
+        row_cells = {}
+        for task, metric, direction in columns:
+            label = metric_label(task, metric, direction)
+            cell = cells.get((*row, task, metric))
+            row_cells[task] = cell
+            raw[label] = cell.raw if cell else None
+            text[label] = cell.text if cell else MISSING
+        for label, tasks in averages:
+            mean, used = _mean_of_ok(row_cells, tasks)
+            raw[label] = mean
+            text[label] = _partial(mean, used, len(tasks))
+        if with_recovery:
+            teacher = _teacher_row(row, rows, keys)
+            for label, tasks in averages:
+                recovery_label = label.replace("avg", "recovery").replace("(%)", "(% of teacher)")
+                if teacher is None or row[keys.index("variant")] == TEACHER_VARIANT:
+                    raw[recovery_label], text[recovery_label] = None, MISSING
+                    continue
+                teacher_cells = {task: cells.get((*teacher, task, primary[task])) for task in tasks if task in primary}
+                recovery, used = _recovery(row_cells, teacher_cells, tasks)
+                raw[recovery_label] = recovery
+                text[recovery_label] = _partial(recovery, used, len(tasks))
+        raw_rows.append(raw)
+        text_rows.append(text)
+
+    notes = ["Accuracies in percentage points; ↓ marks metrics where lower is better.",
+             f"{MISSING} = not measured; a status word (oom, error, unavailable, timeout) = measured and failed."]
+    if averages:
+        notes.append("Averages as in the paper: 5 tasks without MMLU, 6 with; (k/n) = over the k tasks with a "
+                     "result, failed ones excluded.")
+    if with_recovery:
+        notes.append("Recovery = the variant's average over the teacher's average on the same tasks, in percent.")
+    return Table("main", "Results", pd.DataFrame(raw_rows), pd.DataFrame(text_rows), keys, notes)
+
+
+def primary_columns(scalar: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(task, metric, direction) for each task: the paper's metric where it has one, else a preferred one."""
+    columns = []
+    for task, group in scalar.groupby("task", sort=False):
+        metrics = list(dict.fromkeys(group["metric"]))
+        preferred = [PAPER_METRIC[task]] if task in PAPER_METRIC else []
+        metric = next((m for m in [*preferred, *PRIMARY_PREFERENCE] if m in metrics), sorted(metrics)[0])
+        direction = group.loc[group["metric"] == metric, "direction"].iloc[0]
+        columns.append((task, metric, direction))
+    return sorted(columns, key=lambda column: _task_order(*column[:2]))
+
+
+def _task_order(task: str, metric: str) -> tuple[int, int, str]:
+    if task in PAPER_TASKS:
+        return (0, PAPER_TASKS.index(task), task)
+    if task in LONG_CONTEXT_TASKS:
+        return (2, 0, task)
+    return (1 if is_fraction(metric) else 3, 0, task)
+
+
+def _cells(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, _Cell]:
+    cells = {}
+    for record in frame.to_dict("records"):
+        scale = display_scale(record["base_metric"])
+        value = record["value"] * scale if record["status"] == "ok" else None
+        cells[(*(record[k] for k in keys), record["task"], record["metric"])] = _Cell(
+            value, record["status"], record["base_metric"])
+    return cells
+
+
+def ordered_rows(frame: pd.DataFrame, keys: list[str]) -> list[tuple]:
+    """Models in order of appearance; within a model the teacher first, then variants by name."""
+    rows = list(dict.fromkeys(tuple(r) for r in frame[keys].itertuples(index=False)))
+    model_order = {model: i for i, model in enumerate(dict.fromkeys(r[0] for r in rows))}
+    return sorted(rows, key=lambda r: (model_order[r[0]], r[1] != TEACHER_VARIANT, r[1], *r[2:]))
+
+
+def _teacher_row(row: tuple, rows: list[tuple], keys: list[str]) -> tuple | None:
+    """The teacher row of the same model, from the same run when the rows are split by run."""
+    candidates = [r for r in rows if r[0] == row[0] and r[1] == TEACHER_VARIANT]
+    if "run" in keys:
+        same_run = [r for r in candidates if r[keys.index("run")] == row[keys.index("run")]]
+        candidates = same_run or candidates
+    return candidates[0] if candidates else None
+
+
+def _mean_of_ok(cells: dict[str, _Cell | None], tasks: tuple[str, ...]) -> tuple[float | None, int]:
+    values = [cells[t].value for t in tasks if cells.get(t) is not None and cells[t].status == "ok"]
+    return (sum(values) / len(values), len(values)) if values else (None, 0)
+
+
+def _recovery(cells: dict, teacher: dict, tasks: tuple[str, ...]) -> tuple[float | None, int]:
+    common = [t for t in tasks if all(c.get(t) is not None and c[t].status == "ok" for c in (cells, teacher))]
+    if not common:
+        return None, 0
+    student_mean = sum(cells[t].value for t in common) / len(common)
+    teacher_mean = sum(teacher[t].value for t in common) / len(common)
+    return (100.0 * student_mean / teacher_mean if teacher_mean else None), len(common)
+
+
+def _partial(value: float | None, used: int, total: int) -> str:
+    if value is None:
+        return MISSING
+    text = f"{value:.1f}"
+    return text if used == total else f"{text} ({used}/{total})"
+
+
+# ---------------------------------------------------------------------------------------------- other tables
+
+
+def all_metrics_table(frame: pd.DataFrame) -> Table | None:
+    """Every scalar metric of every task (with ± standard error), for readers who need more than the main table."""
+    scalar = frame[frame["metric"] == frame["base_metric"]]
+    if scalar.empty:
+        return None
+    keys = row_keys(frame)
+    columns = sorted(
+        dict.fromkeys(zip(scalar["task"], scalar["metric"], scalar["direction"], strict=True)),
+        key=lambda c: (_task_order(c[0], c[1]), c[1]),
+    )
+    by_key = {(*(r[k] for k in keys), r["task"], r["metric"]): r for r in scalar.to_dict("records")}
+    raw_rows, text_rows = [], []
+    for row in ordered_rows(scalar, keys):
+        raw = dict(zip(keys, row, strict=True))
+        text = dict(raw)
+        for task, metric, direction in columns:
+            label = metric_label(task, metric, direction)
+            record = by_key.get((*row, task, metric))
+            raw[label], text[label] = _value_with_error(record)
+        raw_rows.append(raw)
+        text_rows.append(text)
+    notes = ["Value ± standard error where the task reports one; fractions in percentage points."]
+    return Table("all_metrics", "All metrics", pd.DataFrame(raw_rows), pd.DataFrame(text_rows), keys, notes)
+
+
+def _value_with_error(record: dict | None) -> tuple[float | str | None, str]:
+    if record is None:
+        return None, MISSING
+    if record["status"] != "ok":
+        return record["status"], record["status"]
+    scale = display_scale(record["base_metric"])
+    value = record["value"] * scale
+    text = format_number(value, record["base_metric"])
+    if pd.notna(record["stderr"]):
+        text += f" ± {record['stderr'] * scale:.2g}"
+    return value, text
+
+
+def efficiency_table(frame: pd.DataFrame) -> Table | None:
+    """Rows (model, variant, context length); columns prefill/decode speed and memory, in tokens/s, s and MiB."""
+    points = frame[frame["task"].isin(EFFICIENCY_TASKS) & frame["context_length"].notna()]
+    if points.empty:
+        return None
+    keys = row_keys(frame)
+    columns = sorted(dict.fromkeys(zip(points["task"], points["base_metric"], strict=True)),
+                     key=lambda c: (EFFICIENCY_TASKS.index(c[0]), c[1]))
+    by_key = {(*(r[k] for k in keys), int(r["context_length"]), r["task"], r["base_metric"]): r
+              for r in points.to_dict("records")}
+    lengths = sorted(int(n) for n in points["context_length"].unique())
+    raw_rows, text_rows = [], []
+    for row in ordered_rows(points, keys):
+        for length in lengths:
+            records = [by_key.get((*row, length, task, base)) for task, base in columns]
+            if not any(records):
+                continue
+            raw = {**dict(zip(keys, row, strict=True)), "context length": length}
+            text = dict(raw)
+            for (task, base), record in zip(columns, records, strict=True):
+                label = quantity_label(base) if task == "memory" else f"{task_label(task)} {quantity_label(base)}"
+                raw[label], text[label] = _value_with_error(record) if record else (None, MISSING)
+                if record is not None and record["status"] == "ok":
+                    text[label] = text[label].split(" ± ")[0]
+            raw_rows.append(raw)
+            text_rows.append(text)
+    notes = ["Throughput in tokens per second (higher is better); latency in seconds and memory in MiB "
+             "(lower is better). oom/timeout = the measurement ran out of memory or time."]
+    methods = sorted({str(d["method"]) for d in points["details"] if isinstance(d, dict) and d.get("method")})
+    if methods:
+        notes.append("Memory measured by: " + ", ".join(methods) + ".")
+    return Table("efficiency", "Efficiency", pd.DataFrame(raw_rows), pd.DataFrame(text_rows),
+                 [*keys, "context length"], notes)
+
+
+def long_context_table(frame: pd.DataFrame) -> Table | None:
+    """Passkey / needle exact match per context length (rows) and insertion depth (columns)."""
+    points = frame[frame["task"].isin(LONG_CONTEXT_TASKS) & frame["context_length"].notna() & frame["depth"].notna()]
+    if points.empty:
+        return None
+    keys = row_keys(frame)
+    depths = sorted(float(d) for d in points["depth"].unique())
+    by_key = {(*(r[k] for k in keys), r["task"], int(r["context_length"]), float(r["depth"])): r
+              for r in points.to_dict("records")}
+    raw_rows, text_rows = [], []
+    for row in ordered_rows(points, keys):
+        for task in [t for t in LONG_CONTEXT_TASKS if t in set(points["task"])]:
+            for length in sorted(int(n) for n in points["context_length"].unique()):
+                records = [by_key.get((*row, task, length, depth)) for depth in depths]
+                if not any(records):
+                    continue
+                raw = {**dict(zip(keys, row, strict=True)), "task": task, "context length": length}
+                text = dict(raw)
+                for depth, record in zip(depths, records, strict=True):
+                    label = f"depth {depth:g} (%)"
+                    raw[label], text[label] = _value_with_error(record)
+                    text[label] = text[label].split(" ± ")[0]
+                raw_rows.append(raw)
+                text_rows.append(text)
+    notes = ["Exact-match retrieval in percent, by context length (tokens) and insertion depth (0 = start)."]
+    return Table("long_context", "Long context", pd.DataFrame(raw_rows), pd.DataFrame(text_rows),
+                 [*keys, "task", "context length"], notes)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_table(table: Table, out_dir: Path) -> dict[str, Path]:
+    """``<name>.md``, ``<name>.csv`` and ``<name>.tex`` under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {fmt: out_dir / f"{table.name}.{fmt}" for fmt in ("md", "csv", "tex")}
+    paths["md"].write_text(f"## {table.title}\n\n{to_markdown(table)}\n", encoding="utf-8")
+    table.raw.to_csv(paths["csv"], index=False)
+    paths["tex"].write_text(to_latex(table), encoding="utf-8")
+    return paths
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub-flavoured pipe table with the notes below it; numbers right-aligned."""
+    frame = table.display
+    header = [str(c) for c in frame.columns]
+    align = ["---" if c in table.keys else "---:" for c in frame.columns]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(str(v)) for v in row) + " |")
+    return "\n\n".join(["\n".join(lines), *table.notes])
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs tabular (pandas), with arrows and percent signs escaped for plain pdflatex."""
+    frame = table.display.copy()
+    frame.columns = [_latex_escape(str(c)) for c in frame.columns]
+    frame = frame.map(lambda v: _latex_escape(str(v)))
+    alignment = "".join("l" if c in table.keys else "r" for c in table.display.columns)
+    body = frame.to_latex(index=False, escape=False, column_format=alignment)
+    caption = _latex_escape(" ".join([table.title + ".", *table.notes]))
+    return f"% {table.title}: generated by lizard-bench report; needs \\usepackage{{booktabs}}\n" \
+           f"% {caption}\n{body}"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "↓": r"$\downarrow$", "±": r"$\pm$", "—": "--",
+}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)

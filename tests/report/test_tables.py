@@ -1,0 +1,122 @@
+"""Tables: paper-style main table with averages and recovery, failures shown as such, three file formats."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from lizard_bench.report.loading import records_frame
+from lizard_bench.report.runs import read_runs
+from lizard_bench.report.tables import (
+    all_metrics_table,
+    efficiency_table,
+    long_context_table,
+    main_table,
+    to_latex,
+    to_markdown,
+    write_table,
+)
+from tests.report.fixtures import ACCURACY, FIXTURE_MODEL
+
+
+@pytest.fixture(scope="module")
+def frame(fixture_run):
+    return records_frame(read_runs([fixture_run]))
+
+
+def row(table, variant):
+    raw = table.raw.set_index("variant").loc[variant]
+    text = table.display.set_index("variant").loc[variant]
+    return raw, text
+
+
+def test_main_table_rows_columns_and_paper_metrics(frame):
+    table = main_table(frame)
+    assert list(table.raw["variant"]) == ["softmax", "lizard", "lolcats"]  # teacher first
+    columns = list(table.display.columns)
+    assert columns[:8] == ["model", "variant", "PIQA acc (%)", "ARC-e acc (%)", "ARC-c acc_norm (%)",
+                           "HellaSwag acc_norm (%)", "WinoGrande acc (%)", "MMLU acc (%)"]
+    assert "Corpus perplexity ↓" in columns and "BoolQ acc (%)" in columns
+    raw, text = row(table, "lizard")
+    assert raw["PIQA acc (%)"] == pytest.approx(74.8)
+    assert text["ARC-c acc_norm (%)"] == "36.5"
+
+
+def test_failed_records_show_their_status_and_stay_out_of_averages(frame):
+    table = main_table(frame)
+    raw, text = row(table, "lolcats")
+    assert raw["MMLU acc (%)"] == "error" and text["MMLU acc (%)"] == "error"
+    assert text["Needle exact_match (%)"] == "unavailable"
+    five = [100 * ACCURACY["lolcats"][t] for t in ("piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande")]
+    assert raw["avg 5 tasks (%)"] == pytest.approx(sum(five) / 5)
+    assert raw["avg 6 tasks (%)"] == pytest.approx(sum(five) / 5)  # MMLU failed: excluded, not counted as 0
+    assert text["avg 6 tasks (%)"].endswith("(5/6)")
+
+
+def test_recovery_against_the_teacher(frame):
+    table = main_table(frame)
+    teacher, _ = row(table, "softmax")
+    lizard, lizard_text = row(table, "lizard")
+    assert lizard["recovery 6 tasks (% of teacher)"] == pytest.approx(
+        100 * lizard["avg 6 tasks (%)"] / teacher["avg 6 tasks (%)"])
+    assert lizard_text["recovery 6 tasks (% of teacher)"] == "99.9"
+    _, teacher_text = row(table, "softmax")
+    assert teacher_text["recovery 5 tasks (% of teacher)"] == "—"
+    lolcats, lolcats_text = row(table, "lolcats")
+    teacher_five = teacher["avg 5 tasks (%)"]
+    assert lolcats["recovery 6 tasks (% of teacher)"] == pytest.approx(100 * lolcats["avg 5 tasks (%)"] / teacher_five)
+    assert lolcats_text["recovery 6 tasks (% of teacher)"].endswith("(5/6)")
+
+
+def test_perplexity_only_run_has_no_paper_averages(frame):
+    only_ppl = frame[frame["task"] == "corpus_perplexity"]
+    table = main_table(only_ppl)
+    assert list(table.display.columns) == ["model", "variant", "Corpus perplexity ↓"]
+    assert main_table(frame[frame["task"] == "prefill"]) is None
+
+
+def test_efficiency_table_per_context_length(frame):
+    table = efficiency_table(frame)
+    assert table.keys == ["model", "variant", "context length"]
+    teacher = table.display[table.display["variant"] == "softmax"].set_index("context length")
+    assert teacher.loc[8192, "Prefill tokens/s"] == "oom"
+    assert teacher.loc[8192, "peak memory (MiB)"] == "oom"
+    assert teacher.loc[8192, "cache (MiB)"] == "—"  # not measured at all: a dash, not a status
+    assert teacher.loc[2048, "cache (MiB)"] == "128.0"
+    assert table.raw.loc[table.raw["variant"] == "lizard", "Decode tokens/s"].tolist() == [48.0] * 5
+    assert any("Memory measured by" in note for note in table.notes)
+
+
+def test_long_context_and_all_metrics_tables(frame):
+    table = long_context_table(frame)
+    teacher = table.display[(table.display["variant"] == "softmax") & (table.display["task"] == "passkey")]
+    assert teacher.set_index("context length").loc[8192, "depth 1 (%)"] == "timeout"
+    everything = all_metrics_table(frame)
+    lizard = everything.display.set_index("variant").loc["lizard"]
+    assert lizard["PIQA acc (%)"] == "74.8 ± 1.1"
+    assert lizard["ARC-c acc (%)"] == "35.3 ± 1.1"
+
+
+def test_three_formats_written(frame, tmp_path):
+    table = main_table(frame)
+    paths = write_table(table, tmp_path)
+    assert set(paths) == {"md", "csv", "tex"}
+    csv = pd.read_csv(paths["csv"])
+    assert list(csv.columns) == list(table.raw.columns)
+    lolcats = csv.set_index("variant").loc["lolcats"]
+    assert lolcats["MMLU acc (%)"] == "error"
+    assert math.isclose(float(lolcats["PIQA acc (%)"]), 74.6)
+    markdown = paths["md"].read_text()
+    assert markdown.startswith("## Results\n\n| model | variant | PIQA acc (%) |")
+    assert f"| {FIXTURE_MODEL} | lolcats | 74.6 |" in markdown
+    latex = paths["tex"].read_text()
+    assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "acc\\_norm (\\%)" in latex and "$\\downarrow$" in latex
+    assert "↓" not in latex and "—" not in latex
+
+
+def test_markdown_and_latex_escape_cell_content(frame):
+    table = main_table(frame)
+    table.display.loc[0, "model"] = "a|b_c%"
+    assert "a\\|b_c%" in to_markdown(table)
+    assert "a|b\\_c\\%" in to_latex(table)
