@@ -12,6 +12,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from lizard_bench.probes import mean_stderr, token_nll
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, register_task
 
 
@@ -33,7 +34,7 @@ class CorpusPerplexity(Task):
         window_nll = _score_windows(handle, windows, budget.batch_size)
         scored_per_window = budget.seq_len - 1
         mean_nll = sum(window_nll) / (len(window_nll) * scored_per_window)
-        nll_stderr = _stderr([w / scored_per_window for w in window_nll])
+        nll_stderr = mean_stderr([w / scored_per_window for w in window_nll])
         details = {
             "corpus": corpus.name,
             "seq_len": budget.seq_len,
@@ -62,23 +63,11 @@ def _score_windows(handle: ModelHandle, windows: list[list[int]], batch_size: in
     progress = tqdm(total=len(windows), desc=f"perplexity {handle.model_name}/{handle.variant}", unit="win")
     for start in range(0, len(windows), batch_size):
         batch = torch.tensor(windows[start : start + batch_size], device=handle.device)
-        logits = handle.model(input_ids=batch).logits.float()
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="none"
-        )
-        totals.extend(nll.view(batch.shape[0], -1).sum(dim=1).tolist())
+        totals.extend(token_nll(handle.model, batch).sum(dim=1).tolist())
         progress.update(batch.shape[0])
         progress.set_postfix(ppl=f"{math.exp(sum(totals) / (len(totals) * (batch.shape[1] - 1))):.3f}")
     progress.close()
     return totals
-
-
-def _stderr(samples: list[float]) -> float | None:
-    if len(samples) < 2:
-        return None
-    mean = sum(samples) / len(samples)
-    variance = sum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
-    return math.sqrt(variance / len(samples))
 
 
 def _scale(value: float | None, factor: float) -> float | None:

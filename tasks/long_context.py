@@ -1,0 +1,238 @@
+"""Long-context probes: passkey retrieval, needle in a haystack, associative recall, length extrapolation.
+
+The paper's long-context claim is that Lizard keeps retrieving a passkey far past its
+training length while a LoLCATs-style hybrid fails beyond its window. These tasks measure
+that and its neighbours on any model, offline: prompts are built at exact token lengths
+(configurable up to 32K and beyond) from a seed, answered greedily one at a time, and
+scored by :mod:`lizard_bench.probes.scoring`. Prompt building and scoring live in
+:mod:`lizard_bench.probes`; this module only reads options and reports.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lizard_bench.data.corpus import CorpusError
+from lizard_bench.probes import (
+    Filler,
+    Outcome,
+    accuracy_by,
+    answer_prompts,
+    assoc_recall_prompts,
+    mean_stderr,
+    needle_prompts,
+    passkey_prompts,
+    plan_windows,
+    point,
+    repeated_filler,
+    text_filler,
+    token_nll,
+    trials_per_cell,
+)
+from lizard_bench.probes import options as check
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+
+SPLITS = ("heldout", "train")
+DEFAULT_LENGTHS = [1024, 2048, 4096, 8192]
+DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@register_task
+class Passkey(Task):
+    name = "passkey"
+    suite = "long_context"
+    metrics = {"exact_match": "higher"}
+    data_source = "generated (repeated filler sentences, or the suite's held-out corpus text); no download"
+    description = "Retrieve a 5-8 token passkey hidden at several depths in contexts of several lengths"
+    default_options = {
+        "lengths": DEFAULT_LENGTHS,
+        "depths": DEFAULT_DEPTHS,
+        "trials": 5,  # passkeys per (length, depth) cell
+        "key_tokens": [5, 8],  # passkey length in tokens of the model's tokenizer, inclusive range
+        "filler": "repeat",  # 'repeat': 'The grass is green. ...' cycled; 'corpus': held-out corpus lines
+        "max_new_tokens": 12,
+    }
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        options = context.options(self)
+        lengths = check.int_list(options, self.name, "lengths")
+        depths = check.fraction_list(options, self.name, "depths")
+        filler_kind = check.choice(options, self.name, "filler", ("repeat", "corpus"))
+        filler = (repeated_filler(handle.tokenizer) if filler_kind == "repeat"
+                  else _corpus_filler(handle, context, ["heldout"]))
+        prompts = passkey_prompts(
+            handle.tokenizer, filler, lengths=lengths, depths=depths,
+            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
+            seed=context.seed, key_tokens=check.int_range(options, self.name, "key_tokens"),
+        )
+        outcomes = answer_prompts(handle, prompts, desc=self.name,
+                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
+        return _length_depth_grid(outcomes, {"filler": filler.source})
+
+
+@register_task
+class Needle(Task):
+    name = "needle"
+    suite = "long_context"
+    metrics = {"exact_match": "higher"}
+    data_source = "the suite's corpus (default: CPython docs, embedded) as haystack, held-out split"
+    description = "Find a 'special magic number' sentence at several depths of corpus text of several lengths"
+    default_options = {
+        "lengths": DEFAULT_LENGTHS,
+        "depths": DEFAULT_DEPTHS,
+        "trials": 5,
+        "number_digits": 7,
+        "haystack_splits": ["heldout"],  # read in order, wrapping around when a context is longer
+        "max_new_tokens": 12,
+    }
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        options = context.options(self)
+        splits = check.choice_list(options, self.name, "haystack_splits", SPLITS)
+        haystack = _corpus_filler(handle, context, splits)
+        prompts = needle_prompts(
+            handle.tokenizer, haystack,
+            lengths=check.int_list(options, self.name, "lengths"),
+            depths=check.fraction_list(options, self.name, "depths"),
+            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
+            seed=context.seed, number_digits=check.positive_int(options, self.name, "number_digits"),
+        )
+        outcomes = answer_prompts(handle, prompts, desc=self.name,
+                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
+        return _length_depth_grid(outcomes, {"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
+
+
+@register_task
+class AssocRecall(Task):
+    name = "assoc_recall"
+    suite = "long_context"
+    metrics = {"exact_match": "higher"}
+    data_source = "generated key-value pairs; no download"
+    description = "Recall the value of one key among many 'key: value' lines, per number of pairs (and length)"
+    default_options = {
+        "pairs": [4, 16, 64],
+        "lengths": [],  # empty: the pairs alone; otherwise pairs spread evenly through filler to each length
+        "trials": 10,
+        "value_digits": 4,
+        "max_new_tokens": 8,
+    }
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        options = context.options(self)
+        lengths = check.int_list(options, self.name, "lengths", allow_empty=True)
+        prompts = assoc_recall_prompts(
+            handle.tokenizer, repeated_filler(handle.tokenizer),
+            pairs=check.int_list(options, self.name, "pairs"),
+            lengths=lengths or [None],
+            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
+            seed=context.seed, value_digits=check.positive_int(options, self.name, "value_digits"),
+        )
+        outcomes = answer_prompts(handle, prompts, desc=self.name,
+                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
+
+        def per_pairs(o: Outcome) -> tuple[str, dict[str, Any]]:
+            pairs, _ = o.prompt.cell
+            return f"exact_match@{pairs}pairs", {"pairs": pairs}
+
+        def per_cell(o: Outcome) -> tuple[str, dict[str, Any]] | None:
+            pairs, length = o.prompt.cell
+            if length is None:
+                return None  # the same group as per_pairs
+            return f"exact_match@{length}:{pairs}pairs", {"pairs": pairs, "context_length": length}
+
+        return [
+            *accuracy_by(outcomes, lambda o: ("exact_match", {})),
+            *accuracy_by(outcomes, per_pairs),
+            *accuracy_by(outcomes, per_cell),
+        ]
+
+
+@register_task
+class LengthExtrapolation(Task):
+    name = "length_extrapolation"
+    suite = "long_context"
+    metrics = {"perplexity": "lower"}
+    data_source = "the suite's corpus (default: CPython docs, embedded), held-out split"
+    description = "Held-out perplexity of the same final tokens read with longer and longer context"
+    default_options = {
+        "lengths": [512, 1024, 2048, 4096, 8192],
+        "tail_tokens": 256,  # tokens scored at the end of every window; null scores all but the first
+        "windows": 4,  # windows per length (capped by the suite's limit and by the held-out text)
+    }
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        options = context.options(self)
+        lengths = check.int_list(options, self.name, "lengths", minimum=2)
+        tail = check.positive_int(options, self.name, "tail_tokens", allow_none=True)
+        windows = trials_per_cell(check.positive_int(options, self.name, "windows"), context.limit)
+        corpus = _load_corpus(context)
+        stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
+        plan = plan_windows(len(stream), lengths, tail, windows)
+        results = []
+        fitting = [length for length in lengths if length <= len(stream)]
+        progress = tqdm(total=len(plan.ends) * len(fitting), unit="win",
+                        desc=f"{self.name} {handle.model_name}/{handle.variant}")
+        for length in lengths:
+            base_details = {"context_length": length, "corpus": corpus.name, "heldout_tokens_available": len(stream)}
+            if length > len(stream):
+                results.append(MetricValue(
+                    metric=point("perplexity", length), value=None, status="unavailable", details=base_details,
+                    reason=f"the held-out split of {corpus.name!r} has {len(stream)} tokens, fewer than {length}",
+                ))
+                continue
+            scored = plan.scored(length)
+            window_nll = []
+            for end in plan.ends:
+                start, stop = plan.window(end, length)
+                ids = torch.tensor([stream[start:stop]], device=handle.device)
+                window_nll.append(token_nll(handle.model, ids, scored).mean().item())
+                progress.update(1)
+            mean_nll = sum(window_nll) / len(window_nll)
+            nll_stderr = mean_stderr(window_nll)
+            results.append(MetricValue(
+                metric=point("perplexity", length),
+                value=math.exp(mean_nll),
+                # delta method: se(exp(x)) ≈ exp(x) · se(x), windows as the independent samples
+                stderr=None if nll_stderr is None else math.exp(mean_nll) * nll_stderr,
+                details={**base_details, "windows": len(plan.ends), "scored_tokens_per_window": scored,
+                         "nll": mean_nll, "window_ends": plan.ends},
+            ))
+        progress.close()
+        return results
+
+
+def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[MetricValue]:
+    """Overall, per-length and per-(length, depth) exact match, named ``exact_match[@L[:d]]``."""
+
+    def per_length(o: Outcome) -> tuple[str, dict[str, Any]]:
+        length, _ = o.prompt.cell
+        return point("exact_match", length), {"context_length": length}
+
+    def per_cell(o: Outcome) -> tuple[str, dict[str, Any]]:
+        length, depth = o.prompt.cell
+        return point("exact_match", length, depth), {"context_length": length, "depth": depth}
+
+    return [
+        *accuracy_by(outcomes, lambda o: ("exact_match", dict(extra))),
+        *accuracy_by(outcomes, per_length),
+        *accuracy_by(outcomes, per_cell),
+    ]
+
+
+def _load_corpus(context: TaskContext):
+    try:
+        return context.corpus()
+    except CorpusError as exc:
+        raise TaskUnavailable(str(exc)) from None
+
+
+def _corpus_filler(handle: ModelHandle, context: TaskContext, splits: list[str]) -> Filler:
+    corpus = _load_corpus(context)
+    text = "\n\n".join(corpus.text(split) for split in splits)
+    if not text.strip():
+        raise TaskUnavailable(f"the {'+'.join(splits)} split of corpus {corpus.name!r} is empty")
+    return text_filler(handle.tokenizer, text, source=f"{corpus.name}:{'+'.join(splits)}")
