@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.data.corpus import CorpusError
+from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
 from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError
 from lizard_bench.report.commands import add_subcommands as add_report_commands
 from lizard_bench.results import RecordError
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="show available tasks, models or variants")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
     listing.set_defaults(handler=_list)
+    add_evaluation_commands(commands)
     add_report_commands(commands)
     return parser
 
