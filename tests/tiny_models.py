@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 CHARACTERS = string.printable
@@ -35,6 +35,7 @@ def character_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {"<s>": 0, "</s>": 1, **{c: i + 2 for i, c in enumerate(CHARACTERS)}}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="</s>"))
     backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    backend.decoder = decoders.Fuse()  # decode "abc" back to "abc", not "a b c"
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="</s>")
 
 
