@@ -104,10 +104,11 @@ def _list(args: argparse.Namespace) -> int:
                   f"(hub: {model.hub_id})")
         print("any hub id (org/name) or local directory with config.json, or a .gguf file, is accepted too")
     else:
-        from lizard_bench.models.variants import VARIANTS
+        from lizard_bench.models.variants import describe_variants
 
-        for variant in VARIANTS.values():
-            print(f"{variant.name:16s} {variant.description}")
+        for name, description in describe_variants().items():
+            print(f"{name:16s} {description}")
+        print("define more under variant_options in a suite (e.g. hybrids with softmax_layers)")
     return 0
 
 

@@ -50,6 +50,10 @@ class SuiteConfig:
     perplexity: PerplexityBudget = field(default_factory=PerplexityBudget)
     # per-task settings, e.g. {"passkey": {"lengths": [1024, 2048]}}; each task declares and checks its keys
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # linearization options per variant, e.g. {"lizard": {"window": 64}, "hybrid": {"method": "lizard", ...}}
+    variant_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # training recipe for linearized variants (TrainConfig fields); empty = the offline CPU budget
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,9 +141,12 @@ def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> Non
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: '{label}' must be a list of names, got {value!r}")
+    elif key == "training":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: 'training' must be a mapping of training settings, got {value!r}")
     elif isinstance(current, dict):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            raise ConfigError(f"{where}: '{label}' must map task names to mappings of options, got {value!r}")
+            raise ConfigError(f"{where}: '{label}' must map names to mappings of options, got {value!r}")
     elif current is None or value is None:
         pass  # optional fields (limit, run_id, data_dir) accept None or a value of the right kind, checked below
     elif expected is int and not (isinstance(value, int) and not isinstance(value, bool)):

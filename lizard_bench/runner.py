@@ -23,7 +23,7 @@ from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.data.corpus import load_corpus
 from lizard_bench.kernels import select_backend
 from lizard_bench.models.loading import load_model, resolve_device
-from lizard_bench.models.variants import get_variant
+from lizard_bench.models.variants import prepare_variant, resolve_variant, training_config
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
 from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable, get_task
@@ -52,7 +52,9 @@ def run_suite(config: SuiteConfig) -> RunSummary:
     tasks = [get_task(name) for name in config.tasks]
     check_task_options(config, tasks)
     for variant in config.variants:
-        get_variant(variant)  # fail on a typo before loading any model
+        resolve_variant(variant, config)  # fail on a typo before loading any model
+    if any(resolve_variant(v, config).method for v in config.variants):
+        training_config(config)  # and on a bad training section
     run_id = config.run_id or new_run_id(config)
     store = RunStore(Path(config.results_dir) / run_id)
     device = resolve_device(config.device)
@@ -70,7 +72,7 @@ def run_suite(config: SuiteConfig) -> RunSummary:
             skipped += len(tasks) - len(pending)
             if not pending:
                 continue
-            handle = build_handle(config, model_name, variant_name, backend)
+            handle = build_handle(config, model_name, variant_name, backend, run_dir=store.run_dir)
             for task in pending:
                 records = _run_unit(handle, task, context, base_provenance)
                 store.write_unit(model_name, variant_name, task.name, records)
@@ -109,13 +111,19 @@ def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, 
     })
 
 
-def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str) -> ModelHandle:
-    """Load ``model_name`` and turn it into ``variant_name``: deterministic, so a child process can rebuild it."""
+def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str, *, run_dir: Path
+                 ) -> ModelHandle:
+    """Load ``model_name`` and turn it into ``variant_name``: deterministic, so a child process can rebuild it.
+
+    Linearized variants are trained on first use and loaded from their checkpoint after that.
+    """
     seed_everything(config.seed)
     loaded = load_model(model_name, device=config.device, dtype=config.dtype)
-    get_variant(variant_name).prepare(loaded, backend)
+    summary = prepare_variant(loaded, resolve_variant(variant_name, config), backend, config=config,
+                              model_name=model_name, run_dir=run_dir)
     return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend,
-                       rebuild=(build_handle, (config, model_name, variant_name, backend)))
+                       variant_summary=summary,
+                       rebuild=(build_handle, (config, model_name, variant_name, backend), {"run_dir": run_dir}))
 
 
 def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_provenance: dict) -> list[Record]:
@@ -138,6 +146,7 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
     provenance = {
         **base_provenance,
         "model_source": handle.loaded.source.location,
+        **({"variant": handle.variant_summary} if handle.variant_summary else {}),
         "started": started,
         "ended": _now(),
         "wall_time_s": round(time.perf_counter() - clock, 3),

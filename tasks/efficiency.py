@@ -129,8 +129,7 @@ class Memory(EfficiencyTask):
                 result = memory.measure_in_process(handle.model, self.ids(handle, settings, length, context.seed),
                                                    steps)
             else:
-                build, args = handle.rebuild
-                result = memory.measure_in_child(build, args, length=length, batch_size=settings["batch_size"],
+                result = memory.measure_in_child(handle.rebuild, length=length, batch_size=settings["batch_size"],
                                                  decode_steps=steps, seed=context.seed,
                                                  timeout_s=settings["budget_s"])
             method = {"method": result.method}

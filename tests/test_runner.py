@@ -1,5 +1,6 @@
 """The run loop end to end on a tiny saved model and a fixture corpus: records, resume, errors, CLI."""
 
+import dataclasses
 import json
 
 import pytest
@@ -127,3 +128,31 @@ def test_unknown_task_options_are_refused(tmp_path, model_dir, corpus_file):
     config = suite(tmp_path, model_dir, corpus_file, task_options={"passkey": {}})
     with pytest.raises(ConfigError, match="not in this suite's tasks"):
         run_suite(config)
+
+
+TINY_TRAINING = {"seq_len": 32, "eval_windows": 1, "checkpoint_every": 0,
+                 "stage1": {"steps": 2}, "stage2": {"steps": 2}}
+
+
+def test_linearized_variant_is_trained_once_and_reused(tmp_path, model_dir, corpus_file):
+    training = {**TINY_TRAINING, "corpus": str(corpus_file)}
+    config = suite(tmp_path, model_dir, corpus_file, variants=["softmax", "lizard"], training=training)
+    first = run_suite(config)
+    lizard = [r for r in first.records if r.variant == "lizard"]
+    assert {r.metric for r in lizard} == {"perplexity", "nll"} and all(r.status == "ok" for r in lizard)
+    variant = lizard[0].provenance["variant"]
+    assert variant["method"] == "lizard" and variant["from_checkpoint"] is False
+    logs = sorted(p.name for p in (first.run_dir / "training").rglob("*.jsonl"))
+    assert logs == ["stage1.jsonl", "stage2.jsonl"]
+    second = run_suite(dataclasses.replace(config, run_id="r2"))
+    reused = [r for r in second.records if r.variant == "lizard"][0].provenance["variant"]
+    assert reused["from_checkpoint"] is True
+    assert [r.value for r in second.records] == [r.value for r in first.records]
+
+
+def test_unknown_variant_and_bad_variant_options_are_refused(tmp_path, model_dir, corpus_file):
+    with pytest.raises(ConfigError, match="unknown variant 'lizzard'"):
+        run_suite(suite(tmp_path, model_dir, corpus_file, variants=["lizzard"]))
+    with pytest.raises(ConfigError, match="variant_options.lizard: unknown linearization option"):
+        run_suite(suite(tmp_path, model_dir, corpus_file, variants=["lizard"],
+                        variant_options={"lizard": {"windw": 3}}))

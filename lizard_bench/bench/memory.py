@@ -49,10 +49,11 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
     return MemoryPoint(prefill_peak, decode_peak, context_cache_bytes, CUDA_METHOD)
 
 
-def _child(build: Any, build_args: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
+def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
            results: multiprocessing.Queue) -> None:
     try:
-        handle = build(*build_args)
+        build, args, kwargs = rebuild
+        handle = build(*args, **kwargs)
         model = handle.model
         ids = workloads.context_ids(model.config.vocab_size, batch_size, length, seed, handle.device)
         torch.set_grad_enabled(False)
@@ -70,16 +71,16 @@ def _child(build: Any, build_args: tuple, length: int, batch_size: int, decode_s
         results.put((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
 
 
-def measure_in_child(build: Any, build_args: tuple, *, length: int, batch_size: int, decode_steps: int, seed: int,
+def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_steps: int, seed: int,
                      timeout_s: float) -> MemoryPoint:
     """Run one CPU point in a fresh spawned process; raises PointSkipped on OOM or timeout.
 
-    ``build(*build_args)`` must return a ModelHandle; it runs in the child, so it must be an
-    importable function with picklable arguments.
+    ``rebuild`` is a handle's (function, args, kwargs): called in the child, it must return a
+    ModelHandle, so the function must be importable and its arguments picklable.
     """
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
-    process = context.Process(target=_child, args=(build, build_args, length, batch_size, decode_steps, seed, results))
+    process = context.Process(target=_child, args=(rebuild, length, batch_size, decode_steps, seed, results))
     process.start()
     deadline = time.monotonic() + timeout_s
     try:

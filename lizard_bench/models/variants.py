@@ -1,37 +1,101 @@
-"""Variants: the ways one pretrained model is run (the softmax teacher, linearized forms).
+"""Variants: the ways one pretrained model is run — the softmax teacher and its linearized forms.
 
 Every variant runs its attention through the shared kernels, so comparisons between them
-are like for like. Linearized variants register here as they are added.
+are like for like. A linearized variant is named after its method (``lizard``, ``lolcats``,
+the ablations); ``variant_options`` in a suite tunes a built-in one or defines a new name
+(``{lizard_hybrid: {method: lizard, softmax_layers: [0, 15]}}``). Its checkpoint lives under
+``<results_dir>/checkpoints/<model>/<variant>/`` and is trained once, then reused by every
+run whose base weights, method options and training recipe match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from lizard_bench.config import ConfigError, SuiteConfig
+from lizard_bench.linearize.config import METHOD_PRESETS, METHODS, method_config
 from lizard_bench.models.kernel_attention import use_kernel_attention
 from lizard_bench.models.loading import LoadedModel
+from lizard_bench.results.store import atomic_write_text, safe_name
 
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    prepare: Callable[[LoadedModel, str], None]  # (model, kernel backend) -> modifies the model in place
-
-
-def _prepare_softmax(loaded: LoadedModel, backend: str) -> None:
-    use_kernel_attention(loaded.model, backend)
-
-
-VARIANTS: dict[str, Variant] = {
-    "softmax": Variant("softmax", "the pretrained teacher: causal softmax attention through the shared kernels",
-                       _prepare_softmax),
+TEACHER = "softmax"
+DESCRIPTIONS = {
+    TEACHER: "the pretrained teacher: causal softmax attention through the shared kernels",
+    "lizard": "Lizard: gated linear attention + sliding window with meta-memory sinks (paper default)",
+    "lolcats": "LoLCATs-style: Hedgehog linear attention + sliding window under one normaliser, no gate",
+    "no_window": "ablation: Lizard without the window branch",
+    "no_gate": "ablation: Lizard without the gate (plain linear attention + window)",
+    "gate_mamba2": "ablation: Mamba-2 style gate",
+    "gate_lowrank": "ablation: GLA-style low-rank gate",
+    "gate_pooling": "ablation: 1-D pooling gate",
 }
 
 
-def get_variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        choices = ", ".join(VARIANTS)
-        raise KeyError(f"unknown variant {name!r}: choose one of {choices} (see `lizard-bench list variants`)")
-    return VARIANTS[name]
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    method: str | None  # None: the teacher
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
+    """The method and options behind a variant name; unknown names and bad options are ConfigErrors."""
+    settings = dict(config.variant_options.get(name, {}))
+    if name == TEACHER:
+        if settings:
+            raise ConfigError(f"variant_options.{TEACHER}: the teacher takes no options")
+        return VariantSpec(TEACHER, None)
+    method = settings.pop("method", name if name in METHOD_PRESETS else None)
+    if method is None:
+        raise ConfigError(
+            f"unknown variant {name!r}: use {TEACHER}, a method ({', '.join(METHODS)}), or define it under "
+            f"variant_options.{name} with a 'method' key"
+        )
+    try:
+        method_config(method, **settings)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"variant_options.{name}: {error}") from None
+    return VariantSpec(name, method, settings)
+
+
+def training_config(config: SuiteConfig):
+    """The suite's training recipe: TrainConfig defaults (the CPU budget) with ``training`` applied."""
+    from lizard_bench.linearize.training.config import TrainConfig
+
+    return TrainConfig.from_dict(config.training, where="suite 'training' section")
+
+
+def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,
+                    model_name: str, run_dir: Path) -> dict[str, Any]:
+    """Turn the loaded teacher into ``spec`` in place; returns a summary for provenance (empty for the teacher)."""
+    use_kernel_attention(loaded.model, backend)  # hybrid softmax layers and distillation targets use it too
+    if spec.method is None:
+        return {}
+    from lizard_bench.linearize.pipeline import prepare_linearized
+
+    checkpoint_dir = Path(config.results_dir) / "checkpoints" / safe_name(model_name) / safe_name(spec.name)
+    prepared = prepare_linearized(
+        loaded.model, loaded.tokenizer, model_name=model_name, method=spec.method, options=spec.options,
+        train=training_config(config), corpus=None, checkpoint_dir=checkpoint_dir,
+        log_dir=checkpoint_dir / "logs", kernel_backend=backend,
+    )
+    summary = prepared.summary()
+    _copy_training_record(checkpoint_dir / "logs", run_dir / "training" / safe_name(model_name) / spec.name, summary)
+    return {"checkpoint_dir": summary["checkpoint_dir"], "base_sha256": summary["base_sha256"],
+            "from_checkpoint": summary["from_checkpoint"], "method": spec.method}
+
+
+def _copy_training_record(logs: Path, destination: Path, summary: dict[str, Any]) -> None:
+    """Each run directory keeps its variants' training logs and summary, even when a checkpoint was reused."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in sorted(logs.glob("*.jsonl")) if logs.is_dir() else []:
+        shutil.copyfile(log, destination / log.name)
+    atomic_write_text(destination / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def describe_variants() -> dict[str, str]:
+    return dict(DESCRIPTIONS)

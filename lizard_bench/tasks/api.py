@@ -48,8 +48,9 @@ class ModelHandle:
     variant: str
     loaded: LoadedModel
     kernel_backend: str
-    # (function, args) that rebuild this handle in another process, for probes that need a fresh one
-    rebuild: tuple[Callable[..., ModelHandle], tuple] | None = None
+    variant_summary: dict[str, Any] = field(default_factory=dict)  # checkpoint and method, for provenance
+    # (function, args, kwargs) that rebuild this handle in another process, for probes that need a fresh one
+    rebuild: tuple[Callable[..., ModelHandle], tuple, dict[str, Any]] | None = None
 
     @property
     def model(self) -> torch.nn.Module:
