@@ -1,0 +1,14 @@
+"""Test-session setup: run Triton kernels through Triton's CPU interpreter when there is no GPU.
+
+``@triton.jit`` decides between compiling and interpreting when a kernel module is imported,
+by reading ``TRITON_INTERPRET``; pytest imports this file before any test module, so setting
+the variable here covers every test that imports ``lizard_bench.kernels.triton_backend``.
+A value already set by the user is kept, and nothing changes on a machine with CUDA.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
