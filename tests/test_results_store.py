@@ -87,3 +87,13 @@ def test_atomic_write_leaves_old_content_when_writing_fails(tmp_path, monkeypatc
 def test_empty_unit_is_an_error(tmp_path):
     with pytest.raises(RecordError, match="no records"):
         RunStore(tmp_path).write_unit("m", "v", "t", [])
+
+
+def test_atomic_writes_are_readable_by_others(tmp_path):
+    target = tmp_path / "shared.json"
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(target, "{}")
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o644

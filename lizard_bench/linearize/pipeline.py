@@ -1,0 +1,149 @@
+"""From a teacher to a ready linearized model: reuse a matching checkpoint, or linearize and train.
+
+The runner calls :func:`prepare_linearized` once per (model, variant). A finished checkpoint
+is reused only when it was trained on the same base weights (content hash), the same
+linearization config and the same training recipe; otherwise the model is linearized and
+trained (stage 1 attention transfer, then stage 2 LoRA alignment, either skipped by a zero
+budget), resuming from the last training-state checkpoint if an earlier attempt was
+interrupted, and saved. The returned summary says what it cost and what it achieved.
+
+Under ``accelerate launch`` every process calls this function alike; only the main process
+writes files, and the checkpoint directory must be shared by all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lizard_bench.data.corpus import Corpus, CorpusError
+from lizard_bench.linearize.checkpoint import base_model_hash, load_linearized, read_manifest, save_linearized
+from lizard_bench.linearize.config import LinearizeConfig, method_config
+from lizard_bench.linearize.convert import linearize
+from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
+from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
+from lizard_bench.linearize.training.loop import StepInfo, make_accelerator, run_stage
+from lizard_bench.linearize.training.lora import merge_lora as merge_adapters
+from lizard_bench.linearize.training.stages import Alignment, AttentionTransfer, Stage
+
+logger = logging.getLogger(__name__)
+
+TRAIN_STATE_DIR = "train_state"
+
+
+@dataclass
+class PreparedVariant:
+    """A linearized model ready to evaluate, with where it came from and what training did."""
+
+    model: nn.Module
+    config: LinearizeConfig
+    checkpoint_dir: Path
+    base_hash: str
+    from_checkpoint: bool  # True: a finished checkpoint was loaded and nothing was trained
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: steps, tokens, wall_s, start/end
+    teacher_lm_loss: float | None = None  # held-out LM loss of the teacher (from stage 1's evaluation)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready, for result records."""
+        return {
+            "checkpoint_dir": str(self.checkpoint_dir), "base_sha256": self.base_hash,
+            "from_checkpoint": self.from_checkpoint, "linearize_config": self.config.to_dict(),
+            "stages": self.stages, "teacher_lm_loss": self.teacher_lm_loss,
+        }
+
+
+def prepare_linearized(
+    model: nn.Module, tokenizer, *, model_name: str, method: str, options: dict[str, Any], train: TrainConfig,
+    corpus: Corpus | str | None, checkpoint_dir: Path, log_dir: Path | None, kernel_backend: str | None = None,
+    merge_lora: bool = True, on_step: Callable[[StepInfo], None] | None = None, progress: bool = True,
+) -> PreparedVariant:
+    """Turn the teacher ``model`` into its linearized variant in place (see the module docstring).
+
+    ``corpus`` defaults to ``train.corpus``; ``log_dir`` receives ``stage1.jsonl`` and
+    ``stage2.jsonl``; ``merge_lora`` folds the stage-2 adapters into the projections after
+    saving them; ``on_step`` is called after every optimizer step (a hook for tests and
+    progress reporting).
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    config = method_config(method, **options)
+    corpus = corpus if corpus is not None else train.corpus
+    # the corpus actually used identifies the run; a spec's name is the spec, so a finished checkpoint
+    # is found without reading (or downloading) the corpus
+    train = dataclasses.replace(train, corpus=corpus.name if isinstance(corpus, Corpus) else corpus)
+    base_hash = base_model_hash(model)
+    identity = {"base_sha256": base_hash, "linearize": config.to_dict()}
+    train_fingerprint = fingerprint_hash(identity, train.fingerprint())
+
+    manifest = read_manifest(checkpoint_dir)
+    if manifest is not None and manifest.get("train_fingerprint") == train_fingerprint:
+        load_linearized(model, checkpoint_dir, kernel_backend=kernel_backend, merge=merge_lora, base_hash=base_hash)
+        model.eval()
+        summary = manifest.get("summary") or {}
+        return PreparedVariant(model, config, checkpoint_dir, base_hash, True, summary.get("stages", {}),
+                               summary.get("teacher_lm_loss"))
+    if manifest is not None:
+        logger.warning("%s holds a checkpoint for another base model, method or recipe: training anew and "
+                       "replacing it", checkpoint_dir)
+
+    with torch.random.fork_rng(devices=[]):  # the added parameters' initial values depend on the seed only
+        torch.manual_seed(train.seed)
+        linearize(model, method, kernel_backend=kernel_backend, **options)
+
+    accelerator = make_accelerator(train)  # process count, main process, barriers
+    plan: list[tuple[Stage, StageConfig]] = [(AttentionTransfer(), train.stage1),
+                                             (Alignment(train.lora, seed=train.seed), train.stage2)]
+    plan = [(stage, budget) for stage, budget in plan
+            if budget.optimizer_steps(train.seq_len, accelerator.num_processes) > 0]
+    stages: dict[str, dict[str, Any]] = {}
+    teacher_loss = None
+    if plan:
+        corpus = load_training_corpus(corpus)
+        windows = TokenWindows.from_corpus(corpus, tokenizer, train.seq_len, split="train")
+        eval_batches = _heldout_batches(corpus, tokenizer, train.seq_len, train.eval_windows)
+        logger.info("training on %s: %d windows of %d tokens", corpus.name, len(windows), train.seq_len)
+        for stage, budget in plan:
+            result = run_stage(
+                model, stage, windows=windows, eval_batches=eval_batches, budget=budget, train=train,
+                state_dir=checkpoint_dir / TRAIN_STATE_DIR / stage.name,
+                fingerprint=fingerprint_hash(identity, train.stage_fingerprint(stage.name)),
+                log_path=Path(log_dir) / f"{stage.name}.jsonl" if log_dir is not None else None,
+                on_step=on_step, progress=progress,
+            )
+            stages[stage.name] = result.summary()
+            teacher_loss = result.eval_start.get("teacher_lm_loss", teacher_loss)
+
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    if accelerator.is_main_process:
+        save_linearized(
+            model, checkpoint_dir, base_name=model_name, base_hash=base_hash, config=config,
+            train_config=train.to_dict(), train_fingerprint=train_fingerprint, stages=list(stages),
+            summary={"stages": stages, "teacher_lm_loss": teacher_loss},
+        )
+        shutil.rmtree(checkpoint_dir / TRAIN_STATE_DIR, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if merge_lora:
+        merge_adapters(model)
+    model.eval()
+    return PreparedVariant(model, config, checkpoint_dir, base_hash, False, stages, teacher_loss)
+
+
+def _heldout_batches(corpus: Corpus, tokenizer, seq_len: int, count: int) -> torch.Tensor | None:
+    """The first ``count`` held-out windows ([count, seq_len]), or None when the held-out split is too small."""
+    if count <= 0:
+        return None
+    try:
+        windows = TokenWindows.from_corpus(corpus, tokenizer, seq_len, split="heldout")
+    except CorpusError:
+        logger.warning("corpus %s has no held-out window of %d tokens: stages report no start/end scores",
+                       corpus.name, seq_len)
+        return None
+    return windows.windows[:count].long()
