@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a benchmark suite and write records under results/<run-id>/")
-    run.add_argument("--config", type=Path, help="suite YAML (default: built-in defaults = configs/default.yaml)")
+    run.add_argument("--config", type=Path, help="suite YAML (default: configs/default.yaml, the default suite)")
     run.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir (repeatable)")
     run.add_argument("--variant", dest="variants", action="append", help="variant to run (repeatable)")
     run.add_argument("--task", dest="tasks", action="append", help="task to run (repeatable)")
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
         "perplexity.seq_len": args.seq_len, "perplexity.max_tokens": args.max_tokens,
     }
-    config = load_config(args.config, overrides)
+    config = load_config(args.config or default_suite_path(), overrides)
 
     from lizard_bench.report_table import records_table  # heavy imports only once the config is valid
     from lizard_bench.runner import run_suite
@@ -112,11 +113,12 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_suite_path() -> Path:
+    """``configs/default.yaml``, shipped in the package so an installed CLI finds it too."""
+    return Path(str(importlib.resources.files("lizard_bench_configs") / "default.yaml"))
+
+
 def run_default_suite() -> int:
-    """``python run_bench.py``: the default suite from ``configs/default.yaml`` beside the script."""
-    default = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
-    argv = sys.argv[1:]
-    if "--config" not in argv and default.is_file():
-        argv = ["--config", str(default), *argv]
+    """``python run_bench.py``: ``lizard-bench run`` (the default suite unless --config says otherwise)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return main(["run", *argv])
+    return main(["run", *sys.argv[1:]])

@@ -15,9 +15,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_yaml_matches_builtin_defaults():
-    # `lizard-bench run` without --config uses the built-in defaults; they must be the file's values.
-    assert load_config(REPO / "configs" / "default.yaml") == SuiteConfig()
+def test_default_suite_compares_teacher_and_lizard_and_is_the_cli_default():
+    from lizard_bench.cli import default_suite_path
+
+    assert default_suite_path().resolve() == (REPO / "configs" / "default.yaml").resolve()
+    config = load_config(default_suite_path())
+    assert config.variants == ["softmax", "lizard"] and config.models == ["smollm2-135m"]
+    assert {"corpus_perplexity", "passkey", "prefill", "decode", "memory"} <= set(config.tasks)
+    assert config.task_options["passkey"]["lengths"] == [1024, 2048, 4096, 8192]
 
 
 def test_yaml_values_are_applied(tmp_path):

@@ -12,16 +12,19 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 REPO = Path(__file__).resolve().parent.parent
 
 
+SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
 def source_packages() -> set[str]:
-    found = {"lizard_bench_tasks"} if (REPO / "tasks" / "__init__.py").is_file() else set()
+    """lizard_bench's packages plus the top-level folders mapped to packages (tasks/, configs/)."""
+    found = {name for name, folder in SETUPTOOLS["package-dir"].items() if (REPO / folder / "__init__.py").is_file()}
     for init in (REPO / "lizard_bench").rglob("__init__.py"):
         found.add(".".join(init.parent.relative_to(REPO).parts))
     return found
 
 
 def test_every_package_is_listed_in_pyproject():
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    assert listed == source_packages()
+    assert set(SETUPTOOLS["packages"]) == source_packages()
 
 
 @pytest.mark.slow
@@ -32,5 +35,7 @@ def test_wheel_contains_the_library_and_the_task_plugins(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     plugins = {f"lizard_bench_tasks/{p.name}" for p in (REPO / "tasks").glob("*.py")}
     assert plugins <= names
+    suites = {f"lizard_bench_configs/{p.name}" for p in (REPO / "configs").glob("*.yaml")}
+    assert suites <= names and "lizard_bench_configs/default.yaml" in names
     modules = {str(p.relative_to(REPO)) for p in (REPO / "lizard_bench").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
