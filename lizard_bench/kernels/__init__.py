@@ -114,9 +114,13 @@ def gated_linear_attention_step(
 
 def _check_softmax_inputs(q, k, v, window, sink_logits) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"softmax_attention expects [B, T, H, D] tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+        raise ValueError(
+            f"softmax_attention expects [B, T, H, D] tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}"
+        )
     if q.shape[2] % k.shape[2] != 0 or k.shape[2] != v.shape[2]:
-        raise ValueError(f"query heads ({q.shape[2]}) must be a multiple of key/value heads ({k.shape[2]}, {v.shape[2]})")
+        raise ValueError(
+            f"query heads ({q.shape[2]}) must be a multiple of key/value heads ({k.shape[2]}, {v.shape[2]})"
+        )
     if k.shape[1] < q.shape[1]:
         raise ValueError(f"fewer keys ({k.shape[1]}) than queries ({q.shape[1]})")
     if window is not None and window < 1:

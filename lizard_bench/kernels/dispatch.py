@@ -37,5 +37,7 @@ def select_backend(device: torch.device | str, requested: str | None = None) -> 
             f"(argument `backend=` or ${BACKEND_ENV_VAR})"
         )
     if choice == "triton" and not triton_available():
-        raise RuntimeError("kernel backend 'triton' requested but triton is not installed: pip install 'lizard-bench[triton]'")
+        raise RuntimeError(
+            "kernel backend 'triton' requested but triton is not installed: pip install 'lizard-bench[triton]'"
+        )
     return choice

@@ -1,0 +1,122 @@
+"""Softmax attention in PyTorch: the teacher, the windowed local branch with sinks, and everything between.
+
+One entry point routes each case to the cheapest exact computation:
+
+- no window, no sinks: ``scaled_dot_product_attention`` (the teacher's own fused kernel);
+- causal with a window narrower than the keys: the banded computation of ``window.py``,
+  O(T·w) time and memory;
+- anything else (sinks without a window, non-causal with a window): a dense masked
+  softmax, computed a block of queries at a time so its memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lizard_bench.kernels.torch_backend.common import accumulation_dtype, contiguous_as
+from lizard_bench.kernels.torch_backend.window import banded_window_attention
+
+# Score elements materialised at once by the dense path (64 MiB in float32).
+_DENSE_SCORE_BUDGET = 1 << 24
+
+
+def softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    sink_logits: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
+
+    Queries are the last T of the S key positions (bottom-right alignment). ``window=w``
+    keeps keys j with i - w < j; ``sink_logits`` [H, m] add e^{t} to the normaliser only.
+    Accumulates in float32 (float64 for float64 inputs); the output has q's dtype.
+    """
+    T, S, D = q.shape[1], k.shape[1], q.shape[-1]
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if window is not None and window >= S:
+        window = None  # every key is already inside the window: i - w < 0 <= j
+    if window is None and sink_logits is None:
+        return _sdpa(q, k, v, causal=causal, scale=scale)
+    if causal and window is not None:
+        if T <= window:
+            # One block of queries: only the last T + w - 1 keys are visible to any of them.
+            start = max(0, S - T - window + 1)
+            return _dense(q, k[:, start:], v[:, start:], causal=True, window=window, sinks=sink_logits, scale=scale)
+        return banded_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale)
+    return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float) -> torch.Tensor:
+    """The teacher path: PyTorch's fused attention, with bottom-right causal alignment when T < S.
+
+    ``is_causal`` aligns the mask top-left, which is only right when T == S; a decode or
+    chunked-prefill query block needs an explicit mask. ``enable_gqa`` (torch >= 2.5)
+    broadcasts KV heads without copying the cache.
+    """
+    T, H, S, Hkv = q.shape[1], q.shape[2], k.shape[1], k.shape[2]
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, seq, D] views
+    mask = None
+    if causal and T not in (1, S):
+        query_pos = torch.arange(S - T, S, device=q.device).view(T, 1)
+        mask = torch.arange(S, device=q.device).view(1, S) <= query_pos  # [T, S], True = visible
+    out = F.scaled_dot_product_attention(
+        qt, kt, vt, attn_mask=mask, is_causal=causal and T == S and T > 1, scale=scale, enable_gqa=H != Hkv
+    )
+    return out.transpose(1, 2)
+
+
+def _dense(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool,
+    window: int | None,
+    sinks: torch.Tensor | None,
+    scale: float,
+) -> torch.Tensor:
+    """Masked softmax over all S keys, a block of queries at a time (O(T·S) time, bounded memory).
+
+    Used for sinks without a window, windows wider than a query block, and non-causal
+    windows (which, as in the reference, keep every key j > i - w, future keys included).
+    """
+    B, T, H, D = q.shape
+    S, Hkv, Dv = k.shape[1], k.shape[2], v.shape[-1]
+    G = H // Hkv
+    m = 0 if sinks is None else sinks.shape[-1]
+    acc = accumulation_dtype(q.dtype)
+    # Grouped-query layout: the G query heads that share a KV head become extra rows.
+    qg = q.view(B, T, Hkv, G, D).permute(0, 2, 3, 1, 4).to(acc)  # [B, Hkv, G, T, D] (view when possible)
+    kt = contiguous_as(k.permute(0, 2, 3, 1), acc)  # [B, Hkv, D, S]
+    # Sinks are m extra score columns holding their logits, against m zero value rows:
+    # they join the softmax normaliser and add nothing to the output (as in window.py).
+    vt = contiguous_as(F.pad(v.permute(0, 2, 1, 3), (0, 0, 0, m)) if m else v.permute(0, 2, 1, 3), acc)
+    key_pos = torch.arange(S, device=q.device)
+    block = max(1, _DENSE_SCORE_BUDGET // max(1, B * H * (S + m)))
+    outputs = []
+    for start in range(0, T, block):
+        stop = min(T, start + block)
+        rows = qg[:, :, :, start:stop].reshape(B, Hkv, G * (stop - start), D)
+        scores = torch.matmul(rows, kt).mul_(scale).view(B, Hkv, G, stop - start, S)
+        query_pos = torch.arange(S - T + start, S - T + stop, device=q.device).view(-1, 1)
+        hidden = torch.zeros(stop - start, S, dtype=torch.bool, device=q.device)
+        if causal:
+            hidden |= key_pos > query_pos
+        if window is not None:
+            hidden |= key_pos <= query_pos - window
+        scores = scores.masked_fill_(hidden, float("-inf"))
+        if m:
+            sink = sinks.to(acc).view(1, Hkv, G, 1, m).expand(B, Hkv, G, stop - start, m)
+            scores = torch.cat([scores, sink], dim=-1)  # [B, Hkv, G, Tb, S+m]
+        probs = torch.softmax(scores, dim=-1).view(B, Hkv, G * (stop - start), S + m)
+        outputs.append(torch.matmul(probs, vt).view(B, Hkv, G, stop - start, Dv))
+    out = torch.cat(outputs, dim=3) if len(outputs) > 1 else outputs[0]
+    return out.permute(0, 3, 1, 2, 4).reshape(B, T, H, Dv).to(q.dtype)
