@@ -29,8 +29,9 @@ def softmax_attention_reference(
     window: int | None = None,
     sink_logits: torch.Tensor | None = None,
     scale: float | None = None,
-) -> torch.Tensor:
-    """Dense masked softmax attention in float64.
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Dense masked softmax attention in float64 (with ``return_lse``, also log normalisers [B, T, H]).
 
     Shapes: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
     Queries are the last T of the S positions (bottom-right alignment), so decoding one
@@ -54,7 +55,8 @@ def softmax_attention_reference(
         sinks = sink_logits.double().view(1, H, 1, -1).expand(B, H, T, -1)
         scores = torch.cat([scores, sinks], dim=-1)
     probs = torch.softmax(scores, dim=-1)[..., :S]
-    return torch.einsum("bhts,bshd->bthd", probs, v64)
+    out = torch.einsum("bhts,bshd->bthd", probs, v64)
+    return (out, torch.logsumexp(scores, dim=-1).transpose(1, 2)) if return_lse else out
 
 
 def gated_linear_attention_reference(

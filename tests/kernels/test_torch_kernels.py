@@ -391,3 +391,32 @@ def test_shape_validation():
         kernels.gated_linear_attention(q, k[:, :4], v, log_gate, backend="torch")
     with pytest.raises(ValueError, match="gated_linear_attention expects"):
         kernels.gated_linear_attention(q, k, v, log_gate[..., :1], backend="torch")
+
+
+# --------------------------------------------------------------------------- log normalisers (shared-normaliser merges)
+
+@pytest.mark.parametrize("case", ["decode-window", "T<window", "several-blocks", "long", "T<S-small-window",
+                                  "teacher-sdpa", "causal-sinks-dense", "non-causal-window-sinks"])
+def test_softmax_lse_matches_reference(case, poisoned):
+    """Every path (banded, short dense, former SDPA cases) returns the same output plus log normalisers."""
+    T, S, window, sinks, causal, Hkv = SOFTMAX_CASES[case]
+    q, k, v, sink_logits = softmax_inputs(50 + list(SOFTMAX_CASES).index(case), T, S, Hkv=Hkv, sinks=sinks)
+    out, lse = tb.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=None,
+                                    return_lse=True)
+    expected, expected_lse = softmax_attention_reference(q, k, v, causal=causal, window=window,
+                                                         sink_logits=sink_logits, return_lse=True)
+    assert lse.shape == q.shape[:3]
+    assert_close_everywhere(out, expected)
+    assert_close_everywhere(lse, expected_lse)
+
+
+@pytest.mark.parametrize("window", [3, None], ids=["banded", "dense"])
+def test_softmax_lse_gradcheck(window):
+    q, k, v, sink_logits = softmax_inputs(23, 10, 12, H=2, Hkv=1, D=4, Dv=3, dtype=torch.float64, B=1)
+    inputs = tuple(x.requires_grad_() for x in (q, k, v, sink_logits.double()))
+
+    def fn(q, k, v, sinks):
+        return tb.softmax_attention(q, k, v, causal=True, window=window, sink_logits=sinks, scale=None,
+                                    return_lse=True)
+
+    assert torch.autograd.gradcheck(fn, inputs)

@@ -319,3 +319,26 @@ def test_kernels_compile_for_h100():
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("_kernel[") >= 18, result.stdout
+
+
+@pytest.mark.parametrize("case", BACKWARD_CASES)
+def test_softmax_lse_output_and_its_gradient(case, poisoned):
+    """The natural-log normaliser is returned and differentiable (used to merge branches under one normaliser)."""
+    T, S, window, sinks, causal, Hkv, D = SOFTMAX_CASES[case]
+    q, k, v, sink_logits = softmax_inputs(300 + BACKWARD_CASES.index(case), T, S, Hkv=Hkv, D=D, sinks=sinks)
+    leaves = {"q": q, "k": k, "v": v} | ({"sinks": sink_logits} if sinks else {})
+    for x in leaves.values():
+        x.requires_grad_(True)
+    gen = generator(11)
+    grad_out = randn(gen, *q.shape[:3], v.shape[-1], device=DEVICE)
+    grad_lse = randn(gen, *q.shape[:3], device=DEVICE)
+
+    out, lse = softmax.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits,
+                                         return_lse=True)
+    expected_out, expected_lse = softmax_attention_reference(q, k, v, causal=causal, window=window,
+                                                             sink_logits=sink_logits, return_lse=True)
+    assert_close_everywhere(lse, expected_lse)
+    actual = torch.autograd.grad((out, lse), list(leaves.values()), (grad_out, grad_lse))
+    expected = torch.autograd.grad((expected_out, expected_lse), list(leaves.values()),
+                                   (grad_out.double(), grad_lse.double()))
+    assert_grads_close(dict(zip(leaves, actual, strict=True)), dict(zip(leaves, expected, strict=True)))

@@ -32,26 +32,30 @@ def softmax_attention(
     window: int | None = None,
     sink_logits: torch.Tensor | None = None,
     scale: float | None = None,
-) -> torch.Tensor:
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
     Queries are the last T of the S key positions (bottom-right alignment). ``window=w``
     keeps keys j with i - w < j; ``sink_logits`` [H, m] add e^{t} to the normaliser only.
-    Accumulates in float32 (float64 for float64 inputs); the output has q's dtype.
+    Accumulates in float32 (float64 for float64 inputs); the output has q's dtype. With
+    ``return_lse`` the log of each row's normaliser [B, T, H] (accumulation dtype) comes too.
     """
     T, S, D = q.shape[1], k.shape[1], q.shape[-1]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     if window is not None and window >= S:
         window = None  # every key is already inside the window: i - w < 0 <= j
-    if window is None and sink_logits is None:
+    if window is None and sink_logits is None and not return_lse:
         return _sdpa(q, k, v, causal=causal, scale=scale)
     if causal and window is not None:
         if T <= window:
             # One block of queries: only the last T + w - 1 keys are visible to any of them.
             start = max(0, S - T - window + 1)
-            return _dense(q, k[:, start:], v[:, start:], causal=True, window=window, sinks=sink_logits, scale=scale)
-        return banded_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale)
-    return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale)
+            return _dense(q, k[:, start:], v[:, start:], causal=True, window=window, sinks=sink_logits, scale=scale,
+                          return_lse=return_lse)
+        return banded_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale,
+                                       return_lse=return_lse)
+    return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale, return_lse=return_lse)
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float) -> torch.Tensor:
@@ -82,7 +86,8 @@ def _dense(
     window: int | None,
     sinks: torch.Tensor | None,
     scale: float,
-) -> torch.Tensor:
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Masked softmax over all S keys, a block of queries at a time (O(T·S) time, bounded memory).
 
     Used for sinks without a window, windows wider than a query block, and non-causal
@@ -101,7 +106,7 @@ def _dense(
     vt = contiguous_as(F.pad(v.permute(0, 2, 1, 3), (0, 0, 0, m)) if m else v.permute(0, 2, 1, 3), acc)
     key_pos = torch.arange(S, device=q.device)
     block = max(1, _DENSE_SCORE_BUDGET // max(1, B * H * (S + m)))
-    outputs = []
+    outputs, normalisers = [], []
     for start in range(0, T, block):
         stop = min(T, start + block)
         rows = qg[:, :, :, start:stop].reshape(B, Hkv, G * (stop - start), D)
@@ -116,7 +121,12 @@ def _dense(
         if m:
             sink = sinks.to(acc).view(1, Hkv, G, 1, m).expand(B, Hkv, G, stop - start, m)
             scores = torch.cat([scores, sink], dim=-1)  # [B, Hkv, G, Tb, S+m]
+        if return_lse:
+            normalisers.append(torch.logsumexp(scores, dim=-1))  # [B, Hkv, G, Tb]
         probs = torch.softmax(scores, dim=-1).view(B, Hkv, G * (stop - start), S + m)
         outputs.append(torch.matmul(probs, vt).view(B, Hkv, G, stop - start, Dv))
     out = torch.cat(outputs, dim=3) if len(outputs) > 1 else outputs[0]
-    return out.permute(0, 3, 1, 2, 4).reshape(B, T, H, Dv).to(q.dtype)
+    out = out.permute(0, 3, 1, 2, 4).reshape(B, T, H, Dv).to(q.dtype)
+    if not return_lse:
+        return out
+    return out, torch.cat(normalisers, dim=3).permute(0, 3, 1, 2).reshape(B, T, H)

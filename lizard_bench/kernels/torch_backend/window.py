@@ -45,7 +45,8 @@ def banded_window_attention(
     scale: float,
     block_size: int | None = None,
     segment: int = SEGMENT,
-) -> torch.Tensor:
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Causal windowed attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
     Queries are the last T of S positions; ``sink_logits`` [H, m] or None. Long inputs run
@@ -61,12 +62,16 @@ def banded_window_attention(
     bias = _span_bias(c, P, window, m, G, accumulation_dtype(q.dtype), q.device)  # [G*c, (P+1)*c + m]
     step = max(c, segment // c * c)
     out = SegmentedOutput((*q.shape[:3], v.shape[-1]), q.dtype, q.device, q, k, v, sink_logits)
+    lse = SegmentedOutput(q.shape[:3], bias.dtype, q.device, q, k, v, sink_logits) if return_lse else None
     for start in range(0, T, step):
         stop = min(T, start + step)
         end = S - T + stop  # keys up to the segment's last query
-        piece = _banded(q[:, start:stop], k[:, :end], v[:, :end], bias, sink_logits, scale=scale, c=c, P=P)
+        piece, piece_lse = _banded(q[:, start:stop], k[:, :end], v[:, :end], bias, sink_logits, scale=scale, c=c,
+                                   P=P, return_lse=return_lse)
         out.add(piece, stop - start)
-    return out.result()
+        if lse is not None:
+            lse.add(piece_lse, stop - start)
+    return (out.result(), lse.result()) if lse is not None else out.result()
 
 
 def _span_bias(c: int, P: int, window: int, m: int, G: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -94,11 +99,13 @@ def _banded(
     scale: float,
     c: int,
     P: int,
-) -> torch.Tensor:
+    return_lse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One segment of :func:`banded_window_attention` (query blocks of c, spans of (P + 1)·c keys).
 
     Returns the accumulation-dtype output as a strided view [B, N, c, Hkv, G, Dv] (N·c >= T
-    positions, the last N·c - T of them padding); the caller copies it into place once.
+    positions, the last N·c - T of them padding), which the caller copies into place once,
+    and, if asked, the rows' log normalisers as a view [B, N, c, Hkv, G] (else None).
     """
     B, T, H, D = q.shape
     S, Hkv, Dv = k.shape[1], k.shape[2], v.shape[-1]
@@ -130,8 +137,11 @@ def _banded(
     if m:
         sinks = sink_logits.to(acc).view(1, Hkv, 1, G, 1, m).expand(B, Hkv, N, G, c, m)
         scores.view(B, Hkv, N, G, c, L + m)[..., L:] = sinks
+    lse = None
+    if return_lse:
+        lse = torch.logsumexp(scores, dim=-1).view(B, Hkv, N, G, c).permute(0, 2, 4, 1, 3)  # [B, N, c, Hkv, G]
     out = torch.bmm(torch.softmax(scores, dim=-1), vw)  # [B*Hkv*N, G*c, Dv]
-    return out.view(B, Hkv, N, G, c, Dv).permute(0, 2, 4, 1, 3, 5)  # [B, N, c, Hkv, G, Dv] (view)
+    return out.view(B, Hkv, N, G, c, Dv).permute(0, 2, 4, 1, 3, 5), lse  # [B, N, c, Hkv, G, Dv] (view)
 
 
 def _key_spans(x: torch.Tensor, front: int, back: int, c: int, L: int, m: int, acc: torch.dtype) -> torch.Tensor:

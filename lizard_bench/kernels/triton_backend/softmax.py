@@ -31,6 +31,7 @@ from lizard_bench.kernels.triton_backend.utils import (
     interpreting,
 )
 
+LN2 = math.log(2.0)
 LOG2E = math.log2(math.e)
 _LOG2E = tl.constexpr(LOG2E)
 
@@ -389,8 +390,13 @@ def softmax_attention_fwd(q, k, v, sink_logits=None, *, causal=True, window=None
 
 
 def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True, window=None, scale=None,
-                          block_m=None, block_n=None):
-    """Backward launch: returns (dq, dk, dv, d sink_logits or None)."""
+                          block_m=None, block_n=None, dlse=None):
+    """Backward launch: returns (dq, dk, dv, d sink_logits or None).
+
+    ``dlse`` [B, H, T] is the gradient of the natural-log normaliser when the caller used it:
+    since d lse_i / d s_ij = p_ij, it enters every formula exactly as ``-dlse`` added to
+    delta_i = rowsum(dO_i ∘ O_i), so the kernels need no change.
+    """
     do, q, k, v = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous()
     B, T, H, D, S, HKV, DV, scale, flags = _shapes(q, k, v, causal, window, scale)
     BD, BDV = feature_block(D), feature_block(DV)
@@ -398,6 +404,8 @@ def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True,
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     bm, _, warps, _ = _tiles(q, block_m, block_n, "fwd")
     _attn_bwd_delta_kernel[(triton.cdiv(T, bm), B * H)](o, do, delta, T, H, DV, BLOCK_M=bm, BDV=BDV, num_warps=warps)
+    if dlse is not None:
+        delta = delta - dlse.float()
 
     dq = torch.empty_like(q)
     bm, bn, warps, stages = _tiles(q, block_m, block_n, "dq")
@@ -423,21 +431,30 @@ def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True,
 
 
 class _SoftmaxAttentionFunction(torch.autograd.Function):
+    """Outputs (o, lse): lse [B, T, H] float32 in natural log, for callers that merge normalisers."""
+
     @staticmethod
     def forward(ctx, q, k, v, sink_logits, causal, window, scale):
         o, lse = softmax_attention_fwd(q, k, v, sink_logits, causal=causal, window=window, scale=scale)
         ctx.save_for_backward(q, k, v, sink_logits, o, lse)
         ctx.options = dict(causal=causal, window=window, scale=scale)
-        return o
+        ctx.set_materialize_grads(False)
+        return o, (lse * LN2).transpose(1, 2)
 
     @staticmethod
-    def backward(ctx, do):
+    def backward(ctx, do, dlse):
         q, k, v, sink_logits, o, lse = ctx.saved_tensors
-        dq, dk, dv, dsinks = softmax_attention_bwd(do, q, k, v, o, lse, sink_logits, **ctx.options)
+        do = torch.zeros_like(o) if do is None else do
+        dlse = None if dlse is None else dlse.transpose(1, 2)
+        dq, dk, dv, dsinks = softmax_attention_bwd(do, q, k, v, o, lse, sink_logits, dlse=dlse, **ctx.options)
         return dq, dk, dv, dsinks, None, None, None
 
 
-def softmax_attention(q, k, v, *, causal=True, window=None, sink_logits=None, scale=None):
-    """q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv]; differentiable (incl. sinks)."""
+def softmax_attention(q, k, v, *, causal=True, window=None, sink_logits=None, scale=None, return_lse=False):
+    """q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv]; differentiable (incl. sinks).
+
+    With ``return_lse`` also the natural-log normaliser [B, T, H] (float32, differentiable).
+    """
     check_device(q, k, v, sink_logits)
-    return _SoftmaxAttentionFunction.apply(q, k, v, sink_logits, causal, window, scale)
+    o, lse = _SoftmaxAttentionFunction.apply(q, k, v, sink_logits, causal, window, scale)
+    return (o, lse) if return_lse else o
