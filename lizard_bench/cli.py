@@ -122,3 +122,7 @@ def run_default_suite() -> int:
     """``python run_bench.py``: ``lizard-bench run`` (the default suite unless --config says otherwise)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return main(["run", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
