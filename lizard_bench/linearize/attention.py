@@ -59,6 +59,8 @@ class LizardAttention(nn.Module):
         self.kernel_backend = kernel_backend
         self.distill = False
         self.distill_loss: torch.Tensor | None = None
+        # set in stage 1 under FSDP2: back-propagate this layer's MSE x scale inside its own forward
+        self.distill_backward_scale: float | None = None
 
         if config.linear_branch:
             self.feature_q = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim)
@@ -88,7 +90,14 @@ class LizardAttention(nn.Module):
             target, _ = self.base(hidden_states, position_embeddings=position_embeddings,
                                   attention_mask=attention_mask, cache=None, **kwargs)
         output = self.attend(hidden_states, position_embeddings, None)
-        self.distill_loss = F.mse_loss(output.float(), target.float())
+        loss = F.mse_loss(output.float(), target.float())
+        if self.distill_backward_scale is not None and loss.requires_grad:
+            # now, while FSDP2 still holds this layer's gathered weights (o_proj is on the loss's path);
+            # the layers' losses are independent, so this equals one backward of the mean afterwards
+            trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
+            torch.autograd.backward(loss * self.distill_backward_scale, inputs=trainable)
+            loss = loss.detach()
+        self.distill_loss = loss
         return target, None
 
     # -- the method ----------------------------------------------------------------------------

@@ -31,7 +31,9 @@ from lizard_bench.linearize.convert import linearize
 from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
 from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
 from lizard_bench.linearize.training.loop import StepInfo, make_accelerator, run_stage
+from lizard_bench.linearize.training.lora import attach_lora
 from lizard_bench.linearize.training.lora import merge_lora as merge_adapters
+from lizard_bench.linearize.training.sharding import is_sharded
 from lizard_bench.linearize.training.stages import Alignment, AttentionTransfer, Stage
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class PreparedVariant:
     from_checkpoint: bool  # True: a finished checkpoint was loaded and nothing was trained
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: steps, tokens, wall_s, start/end
     teacher_lm_loss: float | None = None  # held-out LM loss of the teacher (from stage 1's evaluation)
+    sharded: bool = False  # trained under FSDP2: ``model`` is split across processes; evaluate from the checkpoint
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for result records."""
@@ -98,12 +101,16 @@ def prepare_linearized(
         linearize(model, method, kernel_backend=kernel_backend, **options)
 
     accelerator = make_accelerator(train)  # process count, main process, barriers
-    plan: list[tuple[Stage, StageConfig]] = [(AttentionTransfer(), train.stage1),
+    sharded = is_sharded(accelerator)
+    transfer = AttentionTransfer(layerwise_scale=1 / train.stage1.grad_accum if sharded else None)
+    plan: list[tuple[Stage, StageConfig]] = [(transfer, train.stage1),
                                              (Alignment(train.lora, seed=train.seed), train.stage2)]
     plan = [(stage, budget) for stage, budget in plan
             if budget.optimizer_steps(train.seq_len, accelerator.num_processes) > 0]
     stages: dict[str, dict[str, Any]] = {}
     teacher_loss = None
+    if sharded and any(isinstance(stage, Alignment) for stage, _ in plan):
+        attach_lora(model, train.lora, seed=train.seed)  # FSDP2 shards once: adapters must exist from the start
     if plan:
         corpus = load_training_corpus(corpus)
         windows = TokenWindows.from_corpus(corpus, tokenizer, train.seq_len, split="train")
@@ -130,10 +137,10 @@ def prepare_linearized(
         )
         shutil.rmtree(checkpoint_dir / TRAIN_STATE_DIR, ignore_errors=True)
     accelerator.wait_for_everyone()
-    if merge_lora:
+    if merge_lora and not sharded:
         merge_adapters(model)
     model.eval()
-    return PreparedVariant(model, config, checkpoint_dir, base_hash, False, stages, teacher_loss)
+    return PreparedVariant(model, config, checkpoint_dir, base_hash, False, stages, teacher_loss, sharded=sharded)
 
 
 def _heldout_batches(corpus: Corpus, tokenizer, seq_len: int, count: int) -> torch.Tensor | None:

@@ -9,12 +9,10 @@ exist only for the few million Lizard/LoRA parameters). For example::
 
     accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 my_training_script.py
 
-Sharded modes (FSDP, DeepSpeed ZeRO-3) are refused with an explanation rather than run: the
-checkpoint code reads and writes trainable tensors by name as ordinary tensors, and a sharded
-parameter (a DTensor shard) would need gathering on all ranks before the main process saves
-it, plus a sharded optimizer state on resume. A teacher too large for one GPU therefore needs
-that gathering added first (``accelerator.get_state_dict`` for the full parameters, and
-``fsdp_use_orig_params: true`` on FSDP1 or ``fsdp_version: 2`` so names survive wrapping).
+A teacher too large for one GPU's memory trains under FSDP2 (``fsdp_version: 2`` in the
+accelerate config, e.g. ``accelerate launch --use_fsdp --fsdp_version 2 ...``): the frozen
+teacher is sharded, the few trainable parameters stay replicated (see ``sharding``), and the
+model is sharded once for both stages. FSDP1 and DeepSpeed are refused with an explanation.
 
 Budgets are counted in optimizer steps over all processes (see ``StageConfig``), and the
 scheduler advances once per optimizer step (``step_scheduler_with_optimizer=False``):
@@ -34,7 +32,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -43,6 +40,7 @@ from lizard_bench.linearize.training.config import StageConfig, TrainConfig
 from lizard_bench.linearize.training.data import TokenWindows, WindowSampler
 from lizard_bench.linearize.training.log import TrainingLog
 from lizard_bench.linearize.training.optim import build_optimizer, build_scheduler
+from lizard_bench.linearize.training.sharding import average_gradients, check_supported, is_sharded, replicate_trainable
 from lizard_bench.linearize.training.stages import Stage
 from lizard_bench.linearize.training.state import latest_training_state, load_training_state, save_training_state
 
@@ -90,11 +88,7 @@ class StageResult:
 def make_accelerator(train: TrainConfig) -> Accelerator:
     """The accelerator every part of a training run uses (one shared state per process, so same settings)."""
     accelerator = Accelerator(mixed_precision=train.mixed_precision, step_scheduler_with_optimizer=False)
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise RuntimeError(
-            f"linearization training does not support {accelerator.distributed_type.value} yet (checkpoints need "
-            "unsharded trainable parameters): launch with plain data parallel (accelerate launch --multi_gpu)"
-        )
+    check_supported(accelerator)
     return accelerator
 
 
@@ -130,6 +124,8 @@ def run_stage(
     per_step = budget.batch_size * budget.grad_accum * accelerator.num_processes  # windows per optimizer step
     sampler = WindowSampler(len(windows), seed=train.seed, start=start * per_step, length=(total - start) * per_step)
     loader = DataLoader(windows, batch_size=budget.batch_size, sampler=sampler)
+    if is_sharded(accelerator):
+        replicate_trainable(accelerator, model)
     prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     log = TrainingLog(log_path if accelerator.is_main_process else None, resume_step=start)
 
@@ -186,8 +182,11 @@ def _optimizer_step(
         last = micro == grad_accum - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
             loss = stage.loss(model, input_ids)
-            accelerator.backward(loss / grad_accum)
+            if not stage.backward_in_forward:
+                accelerator.backward(loss / grad_accum)
         total += loss.detach().float()
+    if is_sharded(accelerator):  # FSDP2 leaves the replicated trainable parameters' gradients to us
+        average_gradients(params.values(), accelerator)
     if max_grad_norm > 0:
         accelerator.clip_grad_norm_(list(params.values()), max_grad_norm)
     optimizer.step()

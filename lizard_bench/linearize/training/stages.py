@@ -27,6 +27,7 @@ class Stage(Protocol):
     name: str  # 'stage1' | 'stage2': file and key names
     title: str  # for progress bars
     metric: str  # what ``loss`` and ``evaluate`` measure
+    backward_in_forward: bool  # True: ``loss`` already back-propagated itself and returns a detached value
 
     def setup(self, model: nn.Module) -> dict[str, nn.Parameter]:
         """Put the model in this stage's mode; return the trainable parameters by name (all others frozen)."""
@@ -49,12 +50,20 @@ def only_trainable(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict
 
 
 class AttentionTransfer:
-    """Stage 1: match every linearized layer's output to the teacher's attention output."""
+    """Stage 1: match every linearized layer's output to the teacher's attention output.
+
+    ``layerwise_scale`` (used under FSDP2, where a sharded layer's weights are gone once its
+    forward ends) makes each layer back-propagate its own MSE during the forward, scaled by
+    ``layerwise_scale / layers`` so the gradients equal those of ``mean / grad_accum``; it
+    also means only one layer's activations are held for backward at a time.
+    """
 
     name, title, metric = "stage1", "stage 1 attention transfer", "attention_mse"
 
-    def __init__(self) -> None:
+    def __init__(self, layerwise_scale: float | None = None) -> None:
         self.modules: list[LizardAttention] = []
+        self.layerwise_scale = layerwise_scale
+        self.backward_in_forward = layerwise_scale is not None
 
     def setup(self, model: nn.Module) -> dict[str, nn.Parameter]:
         self.modules = lizard_modules(model)
@@ -62,6 +71,8 @@ class AttentionTransfer:
             raise ValueError("attention transfer needs a linearized model (call linearize first)")
         for module in self.modules:
             module.distill = True
+            if self.layerwise_scale is not None:
+                module.distill_backward_scale = self.layerwise_scale / len(self.modules)
         return only_trainable(model, lizard_parameters(model))
 
     def _layer_mse(self) -> torch.Tensor:
@@ -82,13 +93,14 @@ class AttentionTransfer:
 
     def teardown(self, model: nn.Module) -> None:
         for module in self.modules:
-            module.distill, module.distill_loss = False, None
+            module.distill, module.distill_loss, module.distill_backward_scale = False, None, None
 
 
 class Alignment:
     """Stage 2: next-token loss through the linearized layers; only LoRA adapters train."""
 
     name, title, metric = "stage2", "stage 2 LoRA alignment", "lm_loss"
+    backward_in_forward = False
 
     def __init__(self, lora: LoraSettings, seed: int) -> None:
         self.lora, self.seed = lora, seed
