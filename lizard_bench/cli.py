@@ -1,4 +1,7 @@
-"""Command line: ``lizard-bench run|list`` (``python run_bench.py`` is ``lizard-bench run`` on the default suite)."""
+"""Command line: ``lizard-bench run|train|list|report|compare|export-data``.
+
+``python run_bench.py`` is ``lizard-bench run`` on the default suite.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
     run.set_defaults(handler=_run)
 
+    train = commands.add_parser(
+        "train", help="train (or find) the checkpoints of a suite's linearized variants; evaluates nothing",
+        description="Train each linearized variant of the suite, or reuse its checkpoint. Several GPUs: "
+                    "accelerate launch -m lizard_bench.cli train --config SUITE (data parallel or FSDP2); "
+                    "then 'lizard-bench run --config SUITE' in one process reuses the checkpoints.",
+    )
+    train.add_argument("--config", type=Path, help="suite YAML (default: configs/default.yaml, the default suite)")
+    train.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir")
+    train.add_argument("--variant", dest="variants", action="append", help="variant to train (repeatable)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto | cpu | cuda | cuda:N (one process; accelerate launch picks its own)")
+    train.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
+    train.add_argument("--kernel-backend", choices=("auto", "torch", "triton"))
+    train.add_argument("--results-dir", help="checkpoints go to RESULTS_DIR/checkpoints/<model>/<variant>/")
+    train.set_defaults(handler=_train)
+
     listing = commands.add_parser("list", help="show available tasks, models or variants")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
     listing.set_defaults(handler=_list)
@@ -60,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lizard_bench.train_suite import refuse_multiprocess_evaluation
+
+    refuse_multiprocess_evaluation()
     overrides = {
         "models": args.models, "variants": args.variants, "tasks": args.tasks, "corpus": args.corpus,
         "limit": args.limit, "seed": args.seed, "device": args.device, "dtype": args.dtype,
@@ -86,6 +108,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"lizard-bench: {len(failed)} record(s) failed; rerun with --run-id {summary.run_dir.name} to retry them",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = {
+        "models": args.models, "variants": args.variants, "seed": args.seed, "device": args.device,
+        "dtype": args.dtype, "kernel_backend": args.kernel_backend, "results_dir": args.results_dir,
+    }
+    config = load_config(args.config or default_suite_path(), overrides)
+    from lizard_bench.train_suite import train_suite, trained_table
+
+    trained = train_suite(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(trained_table(trained))
     return 0
 
 

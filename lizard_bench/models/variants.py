@@ -70,8 +70,11 @@ def training_config(config: SuiteConfig):
 
 
 def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,
-                    model_name: str, run_dir: Path) -> dict[str, Any]:
-    """Turn the loaded teacher into ``spec`` in place; returns a summary for provenance (empty for the teacher)."""
+                    model_name: str, run_dir: Path | None) -> dict[str, Any]:
+    """Turn the loaded teacher into ``spec`` in place; returns a summary for provenance (empty for the teacher).
+
+    ``run_dir`` (when given) receives a copy of the variant's training logs and summary.
+    """
     use_kernel_attention(loaded.model, backend)  # hybrid softmax layers and distillation targets use it too
     if spec.method is None:
         return {}
@@ -84,7 +87,9 @@ def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, con
         log_dir=checkpoint_dir / "logs", kernel_backend=backend,
     )
     summary = prepared.summary()
-    _copy_training_record(checkpoint_dir / "logs", run_dir / "training" / safe_name(model_name) / spec.name, summary)
+    if run_dir is not None:
+        _copy_training_record(checkpoint_dir / "logs", run_dir / "training" / safe_name(model_name) / spec.name,
+                              summary)
     return {"checkpoint_dir": summary["checkpoint_dir"], "base_sha256": summary["base_sha256"],
             "from_checkpoint": summary["from_checkpoint"], "method": spec.method}
 

@@ -40,12 +40,13 @@ def test_layerwise_stage1_backward_equals_backward_of_the_mean():
         torch.testing.assert_close(layerwise[name], grad, rtol=1e-5, atol=1e-8, msg=name)
 
 
-@pytest.mark.parametrize(("mode", "fsdp2", "accepted"), [
-    (DistributedType.NO, False, True), (DistributedType.MULTI_GPU, False, True), (DistributedType.FSDP, True, True),
-    (DistributedType.FSDP, False, False), (DistributedType.DEEPSPEED, False, False),
+@pytest.mark.parametrize(("mode", "fsdp2", "precision", "accepted"), [
+    (DistributedType.NO, False, "no", True), (DistributedType.MULTI_GPU, False, "fp16", True),
+    (DistributedType.FSDP, True, "bf16", True), (DistributedType.FSDP, True, "fp16", False),
+    (DistributedType.FSDP, False, "no", False), (DistributedType.DEEPSPEED, False, "no", False),
 ])
-def test_only_modes_with_readable_checkpoints_are_accepted(mode, fsdp2, accepted):
-    accelerator = SimpleNamespace(distributed_type=mode, is_fsdp2=fsdp2)
+def test_only_modes_with_readable_checkpoints_are_accepted(mode, fsdp2, precision, accepted):
+    accelerator = SimpleNamespace(distributed_type=mode, is_fsdp2=fsdp2, mixed_precision=precision)
     if accepted:
         check_supported(accelerator)
     else:

@@ -106,7 +106,8 @@ def run_stage(
     accelerator = make_accelerator(train)
     params = stage.setup(model)
     total = budget.optimizer_steps(train.seq_len, accelerator.num_processes)
-    model.to(accelerator.device)
+    if not is_sharded(accelerator):  # FSDP2 moves each shard to the device itself: no whole copy there
+        model.to(accelerator.device)
     optimizer = build_optimizer(params, lr=budget.lr, betas=train.betas, weight_decay=train.weight_decay)
     scheduler = build_scheduler(optimizer, total, train.warmup_fraction)
 
@@ -125,7 +126,7 @@ def run_stage(
     sampler = WindowSampler(len(windows), seed=train.seed, start=start * per_step, length=(total - start) * per_step)
     loader = DataLoader(windows, batch_size=budget.batch_size, sampler=sampler)
     if is_sharded(accelerator):
-        replicate_trainable(accelerator, model)
+        replicate_trainable(accelerator, model, accelerator.device)
     prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     log = TrainingLog(log_path if accelerator.is_main_process else None, resume_step=start)
 

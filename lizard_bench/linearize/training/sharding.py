@@ -37,6 +37,9 @@ def check_supported(accelerator: Accelerator) -> None:
             f"linearization training does not support {name}: use FSDP2 (fsdp_version: 2 in the accelerate "
             "config) or plain data parallel (accelerate launch --multi_gpu)"
         )
+    if mode == DistributedType.FSDP and accelerator.mixed_precision == "fp16":
+        raise RuntimeError("FSDP2 linearization training runs in bf16 or float32, not fp16 (stage 1 back-propagates "
+                           "inside the forward, past fp16 loss scaling): use --mixed_precision bf16")
 
 
 def is_sharded(accelerator: Accelerator) -> bool:
@@ -52,11 +55,12 @@ class _ParameterSet(nn.Module):
         self.held = nn.ParameterList(params)
 
 
-def replicate_trainable(accelerator: Accelerator, model: nn.Module) -> None:
+def replicate_trainable(accelerator: Accelerator, model: nn.Module, device: torch.device) -> None:
     """Before the model is first prepared under FSDP2: exclude every added parameter from sharding.
 
     Covers both stages at once (linearization parameters and LoRA adapters, which must
     therefore be attached before the first stage), because a model is sharded only once.
+    FSDP2 moves what it shards to ``device``; the parameters it ignores are moved here.
     Refuses a user's own ``ignored_modules``: combining the two is not supported.
     """
     plugin = accelerator.state.fsdp_plugin
@@ -64,7 +68,10 @@ def replicate_trainable(accelerator: Accelerator, model: nn.Module) -> None:
     if current is not None and not (isinstance(current, list) and all(isinstance(m, _ParameterSet) for m in current)):
         raise RuntimeError("linearization training sets FSDP's ignored_modules itself: remove it from the "
                            "accelerate config")
-    plugin.ignored_modules = [_ParameterSet({**lizard_parameters(model), **lora_parameters(model)}.values())]
+    replicated = {**lizard_parameters(model), **lora_parameters(model)}.values()
+    for parameter in replicated:
+        parameter.data = parameter.data.to(device)
+    plugin.ignored_modules = [_ParameterSet(replicated)]
 
 
 def average_gradients(params: Iterable[nn.Parameter], accelerator: Accelerator) -> None:
