@@ -53,13 +53,13 @@ def train_suite(config: SuiteConfig) -> list[TrainedVariant]:
     if not linearized:
         raise ConfigError(f"nothing to train: the suite's variants ({', '.join(config.variants)}) are all the "
                           "softmax teacher; add a linearized one with --variant (e.g. lizard)")
-    training_config(config)  # a bad training section fails before any model loads
+    train = training_config(config)  # a bad training section fails before any model loads
 
-    from accelerate import PartialState
+    from lizard_bench.linearize.training.loop import make_accelerator
 
-    state = PartialState()
-    backend = select_backend(state.device, None if config.kernel_backend == "auto" else config.kernel_backend)
-    load_device = "cpu" if state.num_processes > 1 else config.device
+    accelerator = make_accelerator(train)  # first, so that accelerate's process state takes its settings
+    backend = select_backend(accelerator.device, None if config.kernel_backend == "auto" else config.kernel_backend)
+    load_device = "cpu" if accelerator.num_processes > 1 else config.device
     trained = []
     for model_name in config.models:
         for spec in linearized:

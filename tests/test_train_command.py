@@ -1,6 +1,9 @@
 """``lizard-bench train``: builds a suite's linearized variants without evaluating; ``run`` then reuses them."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -55,3 +58,15 @@ def test_run_refuses_to_evaluate_in_several_processes(suite_file, monkeypatch, c
     assert main(["run", "--config", str(suite_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "lizard_bench.cli train" in err
+
+
+def test_train_under_torchrun_uses_both_processes(suite_file, tmp_path):
+    """The real entry point, two CPU processes (accelerate launch runs one process on CPUs; torchrun runs two)."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "lizard_bench.cli", "train", "--config", str(suite_file)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count(" lizard  trained  ") == 1  # one table, from the main process
+    manifest = json.loads(next((tmp_path / "res" / "checkpoints").rglob("manifest.json")).read_text())
+    assert manifest["summary"]["stages"]["stage2"]["tokens"] == 2 * 2 * 32  # 2 steps x 2 processes x 32 tokens
