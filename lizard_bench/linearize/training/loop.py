@@ -1,18 +1,23 @@
 """One training stage through ``accelerate``: the same loop on a CPU, one GPU, or many.
 
-Run it as a plain script for one device, or under ``accelerate launch`` for several: the
-model, optimizer, data loader and scheduler go through ``Accelerator.prepare`` and gradients
-through ``accelerator.backward``. Data parallel (DDP) is the supported multi-GPU mode, and
-it covers the paper's 7B-8B teachers: the teacher is frozen, so each GPU holds its bf16
-weights (16 GB for 8B) and activations, but no teacher gradients or optimizer state (those
-exist only for the few million Lizard/LoRA parameters). For example::
+Run it in one process for one device, or under ``accelerate launch`` for several (the CLI's
+entry point is ``lizard-bench train``): the model, optimizer, data loader and scheduler go
+through ``Accelerator.prepare`` and gradients through ``accelerator.backward``. Data
+parallel (DDP) covers the paper's 7B-8B teachers: the teacher is frozen, so each GPU holds
+its bf16 weights (16 GB for 8B) and activations, but no teacher gradients or optimizer state
+(those exist only for the few million Lizard/LoRA parameters)::
 
-    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 my_training_script.py
+    accelerate launch --multi_gpu --num_processes 8 --mixed_precision bf16 -m lizard_bench.cli train --config S
 
-A teacher too large for one GPU's memory trains under FSDP2 (``fsdp_version: 2`` in the
-accelerate config, e.g. ``accelerate launch --use_fsdp --fsdp_version 2 ...``): the frozen
-teacher is sharded, the few trainable parameters stay replicated (see ``sharding``), and the
-model is sharded once for both stages. FSDP1 and DeepSpeed are refused with an explanation.
+A teacher too large for one GPU's memory trains under FSDP2: the frozen teacher is sharded,
+the few trainable parameters stay replicated (see ``sharding``), and the model is sharded
+once for both stages::
+
+    accelerate launch --use_fsdp --fsdp_version 2 --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP \
+        --fsdp_transformer_layer_cls_to_wrap LlamaDecoderLayer --num_processes 8 --mixed_precision bf16 \
+        -m lizard_bench.cli train --config S
+
+FSDP1, DeepSpeed and fp16 under FSDP2 are refused with an explanation.
 
 Budgets are counted in optimizer steps over all processes (see ``StageConfig``), and the
 scheduler advances once per optimizer step (``step_scheduler_with_optimizer=False``):
