@@ -3,7 +3,10 @@
 Each unit's records are written atomically the moment it finishes, so an interrupted run
 started again with the same run id skips finished units and redoes only the rest. A task
 whose data is missing yields an 'unavailable' record; a task that fails yields an 'error'
-record with the message, and the suite goes on.
+record with the message, and the suite goes on; so does a variant that cannot be built
+(its training fails, say): each of its tasks gets an 'error' record naming the cause, and a
+resumed run tries to build it again. Errors in the user's input (an unknown model, a bad
+config, a missing corpus) still stop the run at once, since they would fail every unit.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import numpy as np
 import torch
 
 from lizard_bench.config import ConfigError, SuiteConfig
-from lizard_bench.data.corpus import load_corpus
+from lizard_bench.data.corpus import CorpusError, load_corpus
 from lizard_bench.kernels import select_backend
 from lizard_bench.models.loading import load_model, resolve_device
+from lizard_bench.models.locate import ModelNotFoundError
 from lizard_bench.models.variants import prepare_variant, resolve_variant, training_config
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
 from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable, get_task
+
+INPUT_ERRORS = (ConfigError, CorpusError, ModelNotFoundError)  # wrong for every unit: stop the run
 
 
 @dataclass
@@ -72,7 +78,18 @@ def run_suite(config: SuiteConfig) -> RunSummary:
             skipped += len(tasks) - len(pending)
             if not pending:
                 continue
-            handle = build_handle(config, model_name, variant_name, backend, run_dir=store.run_dir)
+            try:
+                handle = build_handle(config, model_name, variant_name, backend, run_dir=store.run_dir)
+            except INPUT_ERRORS:
+                raise
+            except Exception as exc:
+                traceback.print_exc()
+                reason = f"building variant {variant_name!r} failed: {type(exc).__name__}: {exc}"
+                for task in pending:
+                    store.write_unit(model_name, variant_name, task.name,
+                                     _error_records(model_name, variant_name, task, reason, base_provenance))
+                ran += len(pending)
+                continue
             for task in pending:
                 records = _run_unit(handle, task, context, base_provenance)
                 store.write_unit(model_name, variant_name, task.name, records)
@@ -152,17 +169,23 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
         "wall_time_s": round(time.perf_counter() - clock, 3),
     }
     if status != "ok":
-        return [
-            Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=metric, value=None,
-                   status=status, reason=reason, direction=direction, provenance=provenance)
-            for metric, direction in task.metrics.items()
-        ]
+        return _error_records(handle.model_name, handle.variant, task, reason, provenance, status=status)
     return [
         Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric,
                value=float(v.value) if v.status == "ok" else None, status=v.status, reason=v.reason,
                stderr=v.stderr, direction=task.metrics[v.metric.split("@")[0]], details=v.details,
                provenance=provenance)
         for v in values
+    ]
+
+
+def _error_records(model: str, variant: str, task: Task, reason: str, provenance: dict, *,
+                   status: str = "error") -> list[Record]:
+    """One value-less record per metric the task declares, saying why there is no value."""
+    return [
+        Record(model=model, variant=variant, task=task.name, metric=metric, value=None, status=status,
+               reason=reason, direction=direction, provenance=provenance)
+        for metric, direction in task.metrics.items()
     ]
 
 

@@ -156,3 +156,29 @@ def test_unknown_variant_and_bad_variant_options_are_refused(tmp_path, model_dir
     with pytest.raises(ConfigError, match="variant_options.lizard: unknown linearization option"):
         run_suite(suite(tmp_path, model_dir, corpus_file, variants=["lizard"],
                         variant_options={"lizard": {"windw": 3}}))
+
+
+def test_variant_that_fails_to_build_gets_error_records_and_the_run_goes_on(tmp_path, model_dir, corpus_file,
+                                                                            monkeypatch):
+    import lizard_bench.runner as runner
+
+    real = runner.prepare_variant
+
+    def failing_for_lizard(loaded, spec, *args, **kwargs):
+        if spec.name == "lizard":
+            raise RuntimeError("training diverged (injected)")
+        return real(loaded, spec, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "prepare_variant", failing_for_lizard)
+    config = suite(tmp_path, model_dir, corpus_file, variants=["lizard", "softmax"])
+    summary = run_suite(config)
+    lizard = [r for r in summary.records if r.variant == "lizard"]
+    assert {r.metric for r in lizard} == {"perplexity", "nll"}
+    assert all(r.status == "error" and "building variant 'lizard' failed: RuntimeError: training diverged" in r.reason
+               for r in lizard)
+    assert all(r.status == "ok" for r in summary.records if r.variant == "softmax")  # the run went on
+
+    monkeypatch.setattr(runner, "prepare_variant", lambda loaded, spec, *a, **k: {})  # "fixed": resume retries it
+    again = run_suite(config)
+    assert (again.ran_units, again.skipped_units) == (1, 1)
+    assert all(r.status == "ok" for r in again.records)
