@@ -9,6 +9,7 @@ processes and the trainable parameters stay replicated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -32,7 +33,7 @@ def recipe(batch_size: int):
     )
 
 
-def force_fsdp2_on_cpu() -> None:
+def force_fsdp2_on_cpu(mixed_precision: str = "no") -> None:
     """Put accelerate in its FSDP2 mode on CPU processes.
 
     accelerate offers FSDP only on accelerators, while torch's FSDP2 (``fully_shard``) runs on
@@ -43,11 +44,13 @@ def force_fsdp2_on_cpu() -> None:
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
-    Accelerator(cpu=True)
+    Accelerator(cpu=True, mixed_precision=mixed_precision)
     state = AcceleratorState()
     state.fsdp_plugin = FullyShardedDataParallelPlugin(
         fsdp_version=2, auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=["LlamaDecoderLayer"],
     )
+    if mixed_precision != "no":
+        state.fsdp_plugin.set_mixed_precision(mixed_precision)
     PartialState().distributed_type = state.distributed_type = DistributedType.FSDP
 
 
@@ -70,10 +73,11 @@ def worker(rank: int, port: int, directory: str, mode: str) -> None:
     torch.set_num_threads(1)
     from accelerate import PartialState
 
-    if mode == "fsdp2":
-        force_fsdp2_on_cpu()
+    precision = "bf16" if mode == "fsdp2-bf16" else "no"
+    if mode.startswith("fsdp2"):
+        force_fsdp2_on_cpu(precision)
     root = Path(directory)
-    prepared = run_pipeline(root / "run", train=recipe(batch_size=1))
+    prepared = run_pipeline(root / "run", train=dataclasses.replace(recipe(batch_size=1), mixed_precision=precision))
     state = PartialState()
     result = {"params": trainable_state(prepared.model), "num_processes": state.num_processes,
               "stages": prepared.stages, "sharded": prepared.sharded}
@@ -140,3 +144,12 @@ def test_two_process_fsdp2_run_shards_the_teacher_and_trains_like_one_process(tm
     load_linearized(teacher, tmp_path / "fsdp2" / "run" / "ckpt", merge=False)
     for name, value in trainable_state(teacher).items():
         assert torch.equal(value, ranks[0]["params"][name]), name
+
+
+def test_fsdp2_trains_in_bf16(tmp_path):
+    """bf16 mixed precision: FSDP2 casts the sharded teacher, autocast the replicated trainable parameters."""
+    ranks = run_two_processes(tmp_path / "bf16", "fsdp2-bf16")
+    stages = ranks[0]["stages"]
+    assert stages["stage1"]["end"] < stages["stage1"]["start"] and stages["stage2"]["end"] < stages["stage2"]["start"]
+    for name, value in ranks[0]["params"].items():
+        assert value.dtype == torch.float32 and torch.equal(value, ranks[1]["params"][name]), name

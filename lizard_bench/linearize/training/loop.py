@@ -187,7 +187,8 @@ def _optimizer_step(
         input_ids = next(batches)
         last = micro == grad_accum - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            loss = stage.loss(model, input_ids)
+            with accelerator.autocast():  # FSDP2 casts only what it shards; the replicated parameters need this
+                loss = stage.loss(model, input_ids)
             if not stage.backward_in_forward:
                 accelerator.backward(loss / grad_accum)
         total += loss.detach().float()
@@ -210,7 +211,9 @@ def _evaluate(
     model.eval()
     sums: dict[str, float] = {}
     for window in batches:
-        for key, value in stage.evaluate(model, window[None].to(accelerator.device)).items():
+        with accelerator.autocast():
+            scores = stage.evaluate(model, window[None].to(accelerator.device))
+        for key, value in scores.items():
             sums[key] = sums.get(key, 0.0) + value
     model.train(was_training)
     return {key: value / len(batches) for key, value in sums.items()}
