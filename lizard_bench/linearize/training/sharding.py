@@ -6,13 +6,15 @@ is a few tens of megabytes even at 8B, so it stays a whole, ordinary tensor on e
 process: FSDP2 is told to ignore it (``ignored_params``), and its gradients are averaged
 across processes here after each optimizer step's backward passes, as data parallel would.
 
-Why not let FSDP2 shard the trainable parameters too: stage 1's loss is not computed from
-a layer's output but from a side value every linearized layer stores during its forward
-(the MSE against the teacher's attention output), and FSDP2's backward hooks only see a
-module's outputs; a sharded parameter reached through that side path would be read after
-FSDP has freed its gathered copy. Replicated trainable parameters also keep checkpoints
-simple: every process holds the same full tensors, so the main process saves them as is
-and every process loads them as is, with or without sharding.
+Stage 1 needs one more change. Its loss is not a layer's output but a side value each
+linearized layer stores during its forward (the MSE against the teacher's attention output,
+which runs through the teacher's o_proj). FSDP2 frees a layer's gathered weights when its
+forward ends and gathers them again only for a backward pass that enters through the
+layer's outputs, so that side path cannot be back-propagated later: under FSDP2 each layer
+back-propagates its own MSE inside its forward (``AttentionTransfer(layerwise_scale=...)``).
+Replicated trainable parameters keep this simple (their gradients need no FSDP hook) and
+keep checkpoints simple: every process holds the same full tensors, so the main process
+saves them as they are and every process loads them as they are, sharded run or not.
 """
 
 from __future__ import annotations
