@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     "lolcats": "LoLCATs-style: Hedgehog linear attention + sliding window under one normaliser, no gate",
     "no_window": "ablation: Lizard without the window branch",
     "no_gate": "ablation: Lizard without the gate (plain linear attention + window)",
+    "window_rope": "ablation: Lizard with the teacher's RoPE in the window branch (LoLCATs' form)",
     "gate_mamba2": "ablation: Mamba-2 style gate",
     "gate_lowrank": "ablation: GLA-style low-rank gate",
     "gate_pooling": "ablation: 1-D pooling gate",

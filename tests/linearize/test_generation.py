@@ -7,7 +7,7 @@ from transformers import DynamicCache
 from lizard_bench.linearize import cache_bytes, linearize
 from tests.tiny_models import tiny_llama
 
-METHODS_TO_DECODE = ["lizard", "lolcats", "no_window", "gate_mamba2", "gate_pooling"]
+METHODS_TO_DECODE = ["lizard", "lolcats", "no_window", "window_rope", "gate_mamba2", "gate_pooling"]
 
 
 def trained_looking(method: str, **options):

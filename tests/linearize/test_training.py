@@ -173,6 +173,8 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
 
     accumulated = trainable_state(run_pipeline(tmp_path / "accum", train=recipe(1, 2)).model)
     batched = trainable_state(run_pipeline(tmp_path / "batch", train=recipe(2, 1)).model)
+    # float32 sums in another order; Adam's per-element scaling enlarges that on near-zero gradients (seen:
+    # 1.5e-5 on one element, 0.07% of a step at lr 2e-2); a lost or doubled micro-batch moves far more
     for name, value in batched.items():
-        torch.testing.assert_close(accumulated[name], value, rtol=0, atol=1e-5, msg=name)
+        torch.testing.assert_close(accumulated[name], value, rtol=0, atol=1e-4, msg=name)
     assert [row["tokens"] for row in read_log(tmp_path / "accum" / "logs" / "stage2.jsonl")] == [128, 256, 384]
