@@ -8,8 +8,8 @@ import pytest
 import torch
 from accelerate.utils import DistributedType
 
-from lizard_bench.linearize import linearize
-from lizard_bench.linearize.training.sharding import check_supported
+from lizard_bench.linearize import linearize, lizard_parameters
+from lizard_bench.linearize.training.sharding import check_supported, replicate_trainable
 from lizard_bench.linearize.training.stages import AttentionTransfer
 from tests.tiny_models import tiny_llama
 
@@ -52,3 +52,17 @@ def test_only_modes_with_readable_checkpoints_are_accepted(mode, fsdp2, precisio
     else:
         with pytest.raises(RuntimeError, match="FSDP2"):
             check_supported(accelerator)
+
+
+def test_replication_refuses_a_users_own_ignored_modules_and_replaces_its_own():
+    model = tiny_llama(0)
+    linearize(model, "lizard")
+    plugin = SimpleNamespace(ignored_modules="model\\.layers\\.0\\..*")
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    with pytest.raises(RuntimeError, match="ignored_modules"):
+        replicate_trainable(accelerator, model, torch.device("cpu"))
+    plugin.ignored_modules = None
+    for _ in range(2):  # a second stage (or variant) replaces the holder instead of refusing it
+        replicate_trainable(accelerator, model, torch.device("cpu"))
+    held = {id(p) for p in plugin.ignored_modules[0].parameters()}
+    assert held == {id(p) for p in lizard_parameters(model).values()}
