@@ -31,16 +31,19 @@ from lizard_bench.linearize.training.lora import lora_parameters
 
 
 def check_supported(accelerator: Accelerator) -> None:
-    """Refuse the distributed modes whose checkpoints this training cannot read or write."""
+    """Refuse the distributed modes whose checkpoints this training cannot read or write.
+
+    ValueError, like other bad input: the command line prints it as one line and exits 2.
+    """
     mode = accelerator.distributed_type
     if mode == DistributedType.DEEPSPEED or (mode == DistributedType.FSDP and not accelerator.is_fsdp2):
         name = "FSDP1" if mode == DistributedType.FSDP else mode.value
-        raise RuntimeError(
+        raise ValueError(
             f"linearization training does not support {name}: use FSDP2 (fsdp_version: 2 in the accelerate "
             "config) or plain data parallel (accelerate launch --multi_gpu)"
         )
     if mode == DistributedType.FSDP and accelerator.mixed_precision == "fp16":
-        raise RuntimeError("FSDP2 linearization training runs in bf16 or float32, not fp16 (stage 1 back-propagates "
+        raise ValueError("FSDP2 linearization training runs in bf16 or float32, not fp16 (stage 1 back-propagates "
                            "inside the forward, past fp16 loss scaling): use --mixed_precision bf16")
 
 
@@ -68,7 +71,7 @@ def replicate_trainable(accelerator: Accelerator, model: nn.Module, device: torc
     plugin = accelerator.state.fsdp_plugin
     current = plugin.ignored_modules
     if current is not None and not (isinstance(current, list) and all(isinstance(m, _ParameterSet) for m in current)):
-        raise RuntimeError("linearization training sets FSDP's ignored_modules itself: remove it from the "
+        raise ValueError("linearization training sets FSDP's ignored_modules itself: remove it from the "
                            "accelerate config")
     replicated = {**lizard_parameters(model), **lora_parameters(model)}.values()
     for parameter in replicated:
