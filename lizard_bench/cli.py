@@ -120,7 +120,9 @@ def _train(args: argparse.Namespace) -> int:
     from lizard_bench.train_suite import train_suite, trained_table
 
     trained = train_suite(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    from accelerate import PartialState  # set up by the training: one table, from the main process
+
+    if PartialState().is_main_process:
         print(trained_table(trained))
     return 0
 

@@ -58,11 +58,11 @@ def test_replication_refuses_a_users_own_ignored_modules_and_replaces_its_own():
     model = tiny_llama(0)
     linearize(model, "lizard")
     plugin = SimpleNamespace(ignored_modules="model\\.layers\\.0\\..*")
-    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), device=torch.device("cpu"))
     with pytest.raises(ValueError, match="ignored_modules"):
-        replicate_trainable(accelerator, model, torch.device("cpu"))
+        replicate_trainable(accelerator, model)
     plugin.ignored_modules = None
     for _ in range(2):  # a second stage (or variant) replaces the holder instead of refusing it
-        replicate_trainable(accelerator, model, torch.device("cpu"))
+        replicate_trainable(accelerator, model)
     held = {id(p) for p in plugin.ignored_modules[0].parameters()}
     assert held == {id(p) for p in lizard_parameters(model).values()}

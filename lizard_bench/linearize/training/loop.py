@@ -131,7 +131,7 @@ def run_stage(
     sampler = WindowSampler(len(windows), seed=train.seed, start=start * per_step, length=(total - start) * per_step)
     loader = DataLoader(windows, batch_size=budget.batch_size, sampler=sampler)
     if is_sharded(accelerator):
-        replicate_trainable(accelerator, model, accelerator.device)
+        replicate_trainable(accelerator, model)
     prepared, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     log = TrainingLog(log_path if accelerator.is_main_process else None, resume_step=start)
 

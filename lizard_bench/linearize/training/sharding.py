@@ -60,12 +60,12 @@ class _ParameterSet(nn.Module):
         self.held = nn.ParameterList(params)
 
 
-def replicate_trainable(accelerator: Accelerator, model: nn.Module, device: torch.device) -> None:
+def replicate_trainable(accelerator: Accelerator, model: nn.Module) -> None:
     """Before the model is first prepared under FSDP2: exclude every added parameter from sharding.
 
     Covers both stages at once (linearization parameters and LoRA adapters, which must
     therefore be attached before the first stage), because a model is sharded only once.
-    FSDP2 moves what it shards to ``device``; the parameters it ignores are moved here.
+    FSDP2 moves what it shards to the process's device; the parameters it ignores are moved here.
     Refuses a user's own ``ignored_modules``: combining the two is not supported.
     """
     plugin = accelerator.state.fsdp_plugin
@@ -75,7 +75,7 @@ def replicate_trainable(accelerator: Accelerator, model: nn.Module, device: torc
                            "accelerate config")
     replicated = {**lizard_parameters(model), **lora_parameters(model)}.values()
     for parameter in replicated:
-        parameter.data = parameter.data.to(device)
+        parameter.data = parameter.data.to(accelerator.device)
     plugin.ignored_modules = [_ParameterSet(replicated)]
 
 
