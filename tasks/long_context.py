@@ -55,12 +55,16 @@ class Passkey(Task):
         "key_tokens": [5, 8],  # passkey length in tokens of the model's tokenizer, inclusive range
         "filler": "repeat",  # 'repeat': 'The grass is green. ...' cycled; 'corpus': held-out corpus lines
         "max_new_tokens": 12,
+        # passkeys starting within this many tokens of the prompt's end count as 'within the window';
+        # null: the variant's own softmax window (128 for the teacher, Lizard's default)
+        "window": None,
     }
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
         lengths = check.int_list(options, self.name, "lengths")
         depths = check.fraction_list(options, self.name, "depths")
+        window = _split_window(handle, options, self.name)
         filler_kind = check.choice(options, self.name, "filler", ("repeat", "corpus"))
         filler = (repeated_filler(handle.tokenizer) if filler_kind == "repeat"
                   else _corpus_filler(handle, context, ["heldout"]))
@@ -71,7 +75,7 @@ class Passkey(Task):
         )
         outcomes = answer_prompts(handle, prompts, desc=self.name,
                                   max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
-        return _length_depth_grid(outcomes, {"filler": filler.source})
+        return [*_length_depth_grid(outcomes, {"filler": filler.source}), *_window_split(outcomes, window)]
 
 
 @register_task
@@ -221,6 +225,33 @@ def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[M
         *accuracy_by(outcomes, per_length),
         *accuracy_by(outcomes, per_cell),
     ]
+
+
+DEFAULT_SPLIT_WINDOW = 128  # Lizard's window: the split the teacher's passkeys are reported with
+
+
+def _split_window(handle: ModelHandle, options: dict[str, Any], task: str) -> int:
+    """The distance that separates 'within the window' from 'beyond it' for this variant."""
+    if options.get("window") is not None:
+        return check.positive_int(options, task, "window")
+    lizard = getattr(getattr(handle.model, "config", None), "lizard", None) or {}
+    return int(lizard.get("window") or DEFAULT_SPLIT_WINDOW)
+
+
+def _window_split(outcomes: list[Outcome], window: int) -> list[MetricValue]:
+    """Exact match per length for passkeys inside the last ``window`` tokens and for those beyond.
+
+    A passkey inside the window is a test of the exact softmax branch; one beyond it can only be
+    retrieved through the linear branch (or anchors), which is the long-context claim.
+    """
+
+    def split(o: Outcome) -> tuple[str, dict[str, Any]]:
+        distance = o.prompt.details["prompt_tokens"] - o.prompt.details["needle_position"]
+        where = "within_window" if distance <= window else "beyond_window"
+        length, _ = o.prompt.cell
+        return point(f"exact_match_{where}", length), {"context_length": length, "window": window}
+
+    return accuracy_by(outcomes, split)
 
 
 def _load_corpus(context: TaskContext):

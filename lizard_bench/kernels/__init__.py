@@ -79,17 +79,20 @@ def gated_linear_attention(
     initial_state: GLAState | None = None,
     output_final_state: bool = False,
     eps: float = 1e-6,
+    normalize: bool = True,
     backend: str | None = None,
 ) -> tuple[torch.Tensor, GLAState | None]:
     """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] (<= 0).
 
     Returns (o [B, T, H, V], final state or None). o_i = q_iᵀ S_i / (q_iᵀ z_i + eps)
-    with S_i = γ_i S_{i-1} + k_i v_iᵀ and z_i = γ_i z_{i-1} + k_i.
+    with S_i = γ_i S_{i-1} + k_i v_iᵀ and z_i = γ_i z_{i-1} + k_i. With ``normalize=False``,
+    o_i = q_iᵀ S_i (the paper's recurrent form, no denominator); z is carried either way.
     """
     _check_gla_inputs(q, k, v, log_gate)
     module = _backend_module(select_backend(q.device, backend))
     return module.gated_linear_attention(
-        q, k, v, log_gate, initial_state=initial_state, output_final_state=output_final_state, eps=eps
+        q, k, v, log_gate, initial_state=initial_state, output_final_state=output_final_state, eps=eps,
+        normalize=normalize,
     )
 
 
@@ -101,6 +104,7 @@ def gated_linear_attention_step(
     state: GLAState,
     *,
     eps: float = 1e-6,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, GLAState]:
     """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
 
@@ -109,7 +113,7 @@ def gated_linear_attention_step(
     """
     from lizard_bench.kernels.torch_backend import gated_linear_attention_step as step
 
-    return step(q, k, v, log_gate, state, eps=eps)
+    return step(q, k, v, log_gate, state, eps=eps, normalize=normalize)
 
 
 def _check_softmax_inputs(q, k, v, window, sink_logits) -> None:

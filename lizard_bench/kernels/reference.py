@@ -67,11 +67,12 @@ def gated_linear_attention_reference(
     *,
     initial_state: GLAState | None = None,
     eps: float = 1e-6,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, GLAState]:
     """Per-token recurrence of scalar-gated linear attention with normaliser, float64.
 
     S_i = γ_i S_{i-1} + k_i v_iᵀ,  z_i = γ_i z_{i-1} + k_i,
-    o_i = q_iᵀ S_i / (q_iᵀ z_i + eps).
+    o_i = q_iᵀ S_i / (q_iᵀ z_i + eps), or o_i = q_iᵀ S_i when ``normalize`` is False.
     Shapes: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] (log γ <= 0).
     Returns the output [B, T, H, V] and the final state.
     """
@@ -89,5 +90,5 @@ def gated_linear_attention_reference(
         z = gamma[..., None] * z + k[:, t].double()
         num = torch.einsum("bhk,bhkv->bhv", q[:, t].double(), S)
         den = torch.einsum("bhk,bhk->bh", q[:, t].double(), z)
-        out[:, t] = num / (den[..., None] + eps)
+        out[:, t] = num / (den[..., None] + eps) if normalize else num
     return out, GLAState(S=S, z=z)

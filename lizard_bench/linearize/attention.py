@@ -1,11 +1,15 @@
 """LizardAttention: the teacher's projections feeding a gated linear branch and a windowed softmax.
 
-ŷ_i = ŷ^gla_i + α · ŷ^win_i (DESIGN §2), each branch normalised on its own:
+Four readings of how the branches combine (``LinearizeConfig.combine``, docs/design.md):
+- ``separate``: ŷ = ŷ_gla + α · ŷ_win, each branch normalised on its own;
+- ``unnormalised``: ŷ = s · φ_qᵀS + α · ŷ_win, the GLA without its denominator;
+- ``convex``: ŷ = ŷ_win + π · ŷ_gla, π the meta-memory sinks' share of the window's softmax;
+- ``shared``: one normaliser over window scores and linear scores of older keys (LoLCATs).
+The branches themselves:
 - global: gated linear attention over Hedgehog features of q and k, no RoPE (the gate
   carries position, which is what lets it extrapolate);
-- local: softmax over the last w keys plus m meta-memory logits in the normaliser.
-With ``combine='shared'`` the two share one normaliser and the linear branch covers only
-keys that have left the window (the LoLCATs-style baseline).
+- local: softmax over the last w keys (and, as an extension, the first m "anchor" tokens)
+  plus m meta-memory logits in the normaliser (as an extension, with learned values).
 
 All attention arithmetic goes through :mod:`lizard_bench.kernels`, the same code the
 teacher runs on. In distillation mode the module also runs the teacher's own attention on
@@ -14,6 +18,8 @@ on, so one forward pass yields every layer's input and target (stage 1).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -61,14 +67,24 @@ class LizardAttention(nn.Module):
         self.distill_loss: torch.Tensor | None = None
         # set in stage 1 under FSDP2: back-propagate this layer's MSE x scale inside its own forward
         self.distill_backward_scale: float | None = None
+        # stage 1 option: match the heads' mixed output (o_proj's input) instead of o_proj's output
+        self.distill_before_o_proj = False
+        self._o_proj_input: torch.Tensor | None = None
+        self._last_mixed: torch.Tensor | None = None
 
         if config.linear_branch:
-            self.feature_q = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim)
-            self.feature_k = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim)
-            self.gate = build_gate(config.gate, hidden_size, num_heads, config.gate_rank, config.gate_temperature)
+            identity = config.feature_init == "identity"
+            self.feature_q = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim, identity=identity)
+            self.feature_k = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim, identity=identity)
+            self.gate = build_gate(config.gate, hidden_size, num_heads, config.gate_rank, config.gate_temperature,
+                                   bias=tuple(config.gate_bias))
+            if config.combine == "unnormalised":
+                self.gla_log_scale = nn.Parameter(torch.full((num_heads,), math.log(config.gla_scale_init)))
         if config.window and config.num_sinks:
-            self.sink_logits = nn.Parameter(torch.zeros(num_heads, config.num_sinks))
-        if config.window and config.linear_branch and config.combine == "separate":
+            self.sink_logits = nn.Parameter(torch.full((num_heads, config.num_sinks), float(config.sink_init)))
+            if config.sink_values != "none":
+                self.sink_values = nn.Parameter(torch.zeros(num_heads, config.num_sinks, head_dim))
+        if config.window and config.linear_branch and config.combine in ("separate", "unnormalised"):
             self.alpha = nn.Parameter(torch.full((num_heads,), config.alpha_init))
 
     # -- transformers interface -------------------------------------------------------------
@@ -86,10 +102,20 @@ class LizardAttention(nn.Module):
         if not self.distill:
             state = lizard_layer(cache, self.layer_idx) if cache is not None else None
             return self.attend(hidden_states, position_embeddings, state), None
-        with torch.no_grad():
-            target, _ = self.base(hidden_states, position_embeddings=position_embeddings,
-                                  attention_mask=attention_mask, cache=None, **kwargs)
+        hook = None
+        if self.distill_before_o_proj:
+            hook = self.base.o_proj.register_forward_pre_hook(self._keep_o_proj_input)
+        try:
+            with torch.no_grad():
+                target, _ = self.base(hidden_states, position_embeddings=position_embeddings,
+                                      attention_mask=attention_mask, cache=None, **kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
         output = self.attend(hidden_states, position_embeddings, None)
+        if self.distill_before_o_proj:
+            target, output = self._o_proj_input, self._last_mixed
+            self._o_proj_input = self._last_mixed = None
         loss = F.mse_loss(output.float(), target.float())
         if self.distill_backward_scale is not None and loss.requires_grad:
             # now, while FSDP2 still holds this layer's gathered weights (o_proj is on the loss's path);
@@ -99,6 +125,9 @@ class LizardAttention(nn.Module):
             loss = loss.detach()
         self.distill_loss = loss
         return target, None
+
+    def _keep_o_proj_input(self, module: nn.Module, args: tuple) -> None:
+        self._o_proj_input = args[0].detach()
 
     # -- the method ----------------------------------------------------------------------------
     def attend(self, x: torch.Tensor, position_embeddings, state: LizardCacheLayer | None) -> torch.Tensor:
@@ -110,43 +139,102 @@ class LizardAttention(nn.Module):
         if self.config.combine == "shared":
             out = self._shared_normaliser(x, q, k, v, position_embeddings, state)
         else:
-            out = self._separate_branches(x, q, k, v, position_embeddings, state)
+            out = self._two_branches(x, q, k, v, position_embeddings, state)
         if state is not None:
             state.seen += T
-        return self.base.o_proj(out.reshape(B, T, -1).to(x.dtype))
+        mixed = out.reshape(B, T, -1).to(x.dtype)
+        if self.distill and self.distill_before_o_proj:
+            self._last_mixed = mixed
+        return self.base.o_proj(mixed)
 
-    def _separate_branches(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
-        out = None
+    def _two_branches(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
+        """The 'separate', 'unnormalised' and 'convex' readings (and the no-window / no-linear ablations)."""
+        combine = self.config.combine
+        linear = None
         if self.config.linear_branch:
-            out = self._linear(q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), self.gate(x), state)
-        if self.config.window:
-            window_out, _ = self._window(q, k, v, position_embeddings, state, keep=self.config.window - 1)
-            out = window_out if out is None else out + self.alpha.view(1, 1, -1, 1).to(out.dtype) * window_out
-        return out
+            linear = self._linear(q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), self.gate(x), state,
+                                  normalize=combine != "unnormalised")
+            if combine == "unnormalised":
+                linear = linear * self.gla_log_scale.exp().view(1, 1, -1, 1).to(linear.dtype)
+        if not self.config.window:
+            return linear
+        window_out, lse = self._window(q, k, v, position_embeddings, state, keep=self.config.window - 1,
+                                       return_lse=combine == "convex" or hasattr(self, "sink_values"))
+        if hasattr(self, "sink_values"):  # Σ_r (e^{t_r} / Z) u_r: each sink's share times its value
+            share = torch.exp(self.sink_logits.float().view(1, 1, *self.sink_logits.shape) - lse[..., None])
+            carried = torch.einsum("bthr,hrd->bthd", share, self.sink_values.float())
+            window_out = window_out + carried.to(window_out.dtype)
+        if linear is None:
+            return window_out
+        if combine == "convex":
+            sinks_share = torch.exp(torch.logsumexp(self.sink_logits.float(), dim=-1) - lse)  # [B, T, H]
+            return window_out + sinks_share[..., None].to(linear.dtype) * linear
+        return linear + self.alpha.view(1, 1, -1, 1).to(linear.dtype) * window_out
 
-    def _linear(self, q, k, v, log_gate, state, initial=None) -> torch.Tensor:
+    def _linear(self, q, k, v, log_gate, state, initial=None, normalize: bool = True) -> torch.Tensor:
         """Gated linear attention over Hedgehog features (k, v already broadcast to query heads)."""
         dtype = v.dtype
         out, final = gated_linear_attention(
             self.feature_q(q).to(dtype), self.feature_k(k).to(dtype), v, log_gate,
             initial_state=state.gla if state is not None else initial,
-            output_final_state=state is not None, eps=self.config.eps, backend=self.kernel_backend,
+            output_final_state=state is not None, eps=self.config.eps, normalize=normalize,
+            backend=self.kernel_backend,
         )
         if state is not None:
             state.gla = final
         return out
 
     def _window(self, q, k, v, position_embeddings, state, keep: int, return_lse: bool = False):
-        """Softmax over the last w keys (+ sinks). Keys/values before this call come from ``state``."""
+        """Softmax over the last w keys, the anchors and the sinks: (out, lse or None).
+
+        Keys/values before this call come from ``state``; ``lse`` [B, T, H] is the log of
+        each row's normaliser (float32).
+        """
         if self.config.window_rope:
             cos, sin = position_embeddings
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        anchors = self._anchors(k, v, state) if self.config.num_anchors else None
         if state is not None:
             k, v = state.extend("k", k, keep), state.extend("v", v, keep)
         sinks = getattr(self, "sink_logits", None)
         result = softmax_attention(q, k, v, causal=True, window=self.config.window, sink_logits=sinks,
-                                   backend=self.kernel_backend, return_lse=return_lse)
-        return result if return_lse else (result, None)
+                                   backend=self.kernel_backend, return_lse=return_lse or anchors is not None)
+        out, lse = result if isinstance(result, tuple) else (result, None)
+        if anchors is not None:
+            out, lse = self._merge_anchors(q, out, lse, *anchors, first=state.seen if state is not None else 0)
+        return out, (lse if return_lse else None)
+
+    def _anchors(self, k, v, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values of the sequence's first m tokens ([B, ≤ m, Hkv, D]); kept in ``state`` when decoding."""
+        m = self.config.num_anchors
+        if state is None:
+            return k[:, :m], v[:, :m]
+        missing = max(0, m - state.seen)
+        for name, new in (("anchor_k", k), ("anchor_v", v)):
+            held = state.buffers.get(name)
+            if missing:
+                joined = new[:, :missing] if held is None else torch.cat([held, new[:, :missing]], dim=1)
+                state.buffers[name] = joined.detach()
+        return state.buffers["anchor_k"], state.buffers["anchor_v"]
+
+    def _merge_anchors(self, q, out, lse, anchor_k, anchor_v, first: int):
+        """Add the anchors that have left a query's window to its softmax (one normaliser for both).
+
+        Query i (absolute position ``first + i``) sees anchor a < m only once a <= position - w;
+        closer anchors are inside the window already and must not count twice.
+        """
+        scale = q.shape[-1] ** -0.5
+        k_a, v_a = repeat_kv(anchor_k, self.groups).float(), repeat_kv(anchor_v, self.groups).float()
+        scores = torch.einsum("bthd,bahd->btha", q.float(), k_a) * scale  # [B, T, H, A]
+        position = torch.arange(first, first + q.shape[1], device=q.device).view(1, -1, 1, 1)
+        anchor = torch.arange(k_a.shape[1], device=q.device).view(1, 1, 1, -1)
+        # a large finite floor instead of -inf: a row with no visible anchor gets weight e^{-1e30} = 0, no NaN
+        scores = scores.masked_fill(anchor > position - self.config.window, -1e30)
+        lse_a = torch.logsumexp(scores, dim=-1)
+        total = torch.logaddexp(lse.float(), lse_a)
+        out_a = torch.einsum("btha,bahd->bthd", torch.softmax(scores, dim=-1), v_a)
+        merged = torch.exp(lse.float() - total)[..., None] * out.float() + torch.exp(lse_a - total)[..., None] * out_a
+        return merged.to(out.dtype), total
 
     def _shared_normaliser(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
         """LoLCATs-style: softmax over the window and linear attention over older keys, one normaliser.

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GATES = ("sigmoid", "mamba2", "lowrank", "pooling", "none")
-COMBINES = ("separate", "shared")
+# How the two branches combine (see docs/design.md, "Combination"):
+# - 'separate': ŷ = ŷ_gla + α ŷ_win, each branch normalised on its own (the paper's parallel form)
+# - 'unnormalised': ŷ = s · q̃ᵀS + α ŷ_win, GLA without its denominator (the paper's recurrent and §4
+#   form) and a learned per-head scale s so that it starts at a sensible size
+# - 'convex': ŷ = ŷ_win + (sinks' share) · ŷ_gla; the meta-memory sinks' share of the window's
+#   softmax goes to the normalised GLA, so a row's weights sum to 1
+# - 'shared': LoLCATs-style, one normaliser over window scores and linear-attention scores
+COMBINES = ("separate", "unnormalised", "convex", "shared")
+FEATURE_INITS = ("identity", "random")
+SINK_VALUES = ("none", "zeros", "teacher")
 
 
 @dataclass
@@ -26,8 +35,18 @@ class LinearizeConfig:
     gate_temperature: float = 16.0  # low-rank gate only: log γ = logsigmoid(·) / temperature (GLA)
     window: int = 128  # softmax window w (the query's own token included); 0 = no window branch
     num_sinks: int = 4  # meta-memory logits m per head
+    sink_init: float = 0.0  # starting value of every sink logit t_r
+    # extension: sinks that carry a learned value u_r per head ('zeros': start at 0; 'teacher': start at
+    # the teacher's mean value at position 0, where it puts most of its attention). 'none' is the paper's
+    sink_values: str = "none"
+    # extension: the first m real tokens stay visible to every query beside the window (a cache of
+    # w + m tokens); they share the window's softmax normaliser
+    num_anchors: int = 0
     window_rope: bool = False  # paper form: no RoPE in the window branch (LoLCATs applies it)
-    combine: str = "separate"  # 'separate': ŷ = ŷ_gla + α ŷ_win; 'shared': one normaliser (LoLCATs)
+    combine: str = "separate"  # one of COMBINES
+    gla_scale_init: float = 0.05  # 'unnormalised' only: starting value of the per-head scale s
+    gate_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # sigmoid/pooling gate bias, spread over heads
+    feature_init: str = "identity"  # Hedgehog W: 'identity' (when feature_dim / 2 = head_dim) or 'random'
     linear_branch: bool = True  # off only for the exactness anchor test
     # α's starting value (not fixed by the paper). Each branch is a normalised average of values,
     # about the teacher's output in size, so α = 1 starts at ~2x the teacher's output: on SmolLM2 the
@@ -43,8 +62,24 @@ class LinearizeConfig:
     def validate(self) -> None:
         if self.gate not in GATES:
             raise ValueError(f"unknown gate {self.gate!r}: choose one of {', '.join(GATES)}")
-        if self.combine not in COMBINES:
-            raise ValueError(f"unknown combine {self.combine!r}: choose one of {', '.join(COMBINES)}")
+        for name, value, choices in (("combine", self.combine, COMBINES), ("feature_init", self.feature_init,
+                                     FEATURE_INITS), ("sink_values", self.sink_values, SINK_VALUES)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        if len(self.gate_bias) != 2:
+            raise ValueError(f"gate_bias must be two numbers [low, high], got {self.gate_bias!r}")
+        if self.num_anchors < 0:
+            raise ValueError(f"num_anchors must be >= 0, got {self.num_anchors}")
+        if self.combine == "convex" and not (self.window and self.num_sinks and self.linear_branch):
+            raise ValueError("combine 'convex' gives the sinks' share to the linear branch: it needs a window, "
+                             "num_sinks >= 1 and the linear branch")
+        if self.sink_values != "none" and (self.combine in ("convex", "shared") or not self.num_sinks):
+            raise ValueError("sink_values need num_sinks >= 1 and combine 'separate' or 'unnormalised' "
+                             "(under 'convex' the sinks' value is the linear branch)")
+        if self.num_anchors and (self.combine == "shared" or not self.window):
+            raise ValueError("num_anchors needs a window and a combine other than 'shared'")
+        if self.combine == "unnormalised" and self.gla_scale_init <= 0:
+            raise ValueError(f"gla_scale_init must be > 0, got {self.gla_scale_init}")
         if self.feature_dim < 2 or self.feature_dim % 2:
             raise ValueError(f"feature_dim must be an even number >= 2, got {self.feature_dim}")
         if self.window < 0 or self.num_sinks < 0:
@@ -57,6 +92,12 @@ class LinearizeConfig:
 
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "lizard": {},
+    # the three readings of the paper's combination, each its own ablation row
+    "lizard_separate": {"combine": "separate"},
+    "lizard_unnormalised": {"combine": "unnormalised"},
+    "lizard_convex": {"combine": "convex"},
+    # extension beyond the paper: RoPE in the window, the first 4 tokens kept as anchors
+    "lizard_plus": {"combine": "convex", "window_rope": True, "num_anchors": 4},
     # Hedgehog linear attention over keys outside a sliding window, one normaliser, no gate, no sinks
     "lolcats": {"gate": "none", "window": 64, "num_sinks": 0, "combine": "shared", "window_rope": True},
     "no_window": {"window": 0, "num_sinks": 0},

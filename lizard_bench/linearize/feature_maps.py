@@ -14,11 +14,11 @@ from torch import nn
 class HedgehogFeatureMap(nn.Module):
     """x [B, T, H, D] -> φ(x) [B, T, H, feature_dim], one projection W_h ∈ R^{D×feature_dim/2} per head."""
 
-    def __init__(self, num_heads: int, head_dim: int, feature_dim: int) -> None:
+    def __init__(self, num_heads: int, head_dim: int, feature_dim: int, identity: bool = True) -> None:
         super().__init__()
         half = feature_dim // 2
         weight = torch.empty(num_heads, head_dim, half)
-        if half == head_dim:
+        if identity and half == head_dim:
             # identity start: φ(q)·φ(k) then begins as a smooth function of q·k, close to the teacher
             weight.copy_(torch.eye(head_dim).expand(num_heads, head_dim, head_dim))
         else:

@@ -19,15 +19,18 @@ def _spread_bias(num_heads: int, low: float, high: float) -> torch.Tensor:
     return torch.linspace(low, high, num_heads) if num_heads > 1 else torch.tensor([(low + high) / 2])
 
 
-class SigmoidGate(nn.Module):
-    """log γ = logsigmoid(x w_γ + b); starts near γ ∈ [0.95, 0.998] (long memory)."""
+DEFAULT_BIAS = (3.0, 6.0)  # σ(3) = 0.95, σ(6) = 0.998: half-lives of 14 to 277 tokens
 
-    def __init__(self, hidden_size: int, num_heads: int) -> None:
+
+class SigmoidGate(nn.Module):
+    """log γ = logsigmoid(x w_γ + b); the bias spreads the heads' starting memory lengths."""
+
+    def __init__(self, hidden_size: int, num_heads: int, bias: tuple[float, float] = DEFAULT_BIAS) -> None:
         super().__init__()
         self.proj = nn.Linear(hidden_size, num_heads)
         nn.init.normal_(self.proj.weight, std=0.02 / math.sqrt(hidden_size))
         with torch.no_grad():
-            self.proj.bias.copy_(_spread_bias(num_heads, 3.0, 6.0))
+            self.proj.bias.copy_(_spread_bias(num_heads, *bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.logsigmoid(self.proj(x).float())
@@ -69,11 +72,11 @@ class PoolingGate(nn.Module):
     """1-D pooling: the input's channels are mean-pooled into one scalar per head, then a per-head
     affine map and logsigmoid. Far fewer parameters than the projection gates (the paper's weakest)."""
 
-    def __init__(self, hidden_size: int, num_heads: int) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, bias: tuple[float, float] = DEFAULT_BIAS) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.scale = nn.Parameter(torch.ones(num_heads))
-        self.bias = nn.Parameter(_spread_bias(num_heads, 3.0, 6.0))
+        self.bias = nn.Parameter(_spread_bias(num_heads, *bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.adaptive_avg_pool1d(x.float(), self.num_heads)  # [B, T, d_model] -> [B, T, H]
@@ -91,15 +94,19 @@ class NoGate(nn.Module):
         return x.new_zeros(*x.shape[:-1], self.num_heads, dtype=torch.float32)
 
 
-def build_gate(kind: str, hidden_size: int, num_heads: int, rank: int = 16, temperature: float = 16.0) -> nn.Module:
+def build_gate(
+    kind: str, hidden_size: int, num_heads: int, rank: int = 16, temperature: float = 16.0,
+    bias: tuple[float, float] = DEFAULT_BIAS,
+) -> nn.Module:
+    """The gate ``kind``; ``bias`` (low, high) sets the sigmoid and pooling gates' per-head starting logits."""
     if kind == "sigmoid":
-        return SigmoidGate(hidden_size, num_heads)
+        return SigmoidGate(hidden_size, num_heads, bias)
     if kind == "mamba2":
         return Mamba2Gate(hidden_size, num_heads)
     if kind == "lowrank":
         return LowRankGate(hidden_size, num_heads, rank, temperature)
     if kind == "pooling":
-        return PoolingGate(hidden_size, num_heads)
+        return PoolingGate(hidden_size, num_heads, bias)
     if kind == "none":
         return NoGate(num_heads)
     raise ValueError(f"unknown gate {kind!r}")

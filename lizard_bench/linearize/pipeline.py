@@ -28,6 +28,7 @@ from lizard_bench.data.corpus import Corpus, CorpusError
 from lizard_bench.linearize.checkpoint import base_model_hash, load_linearized, read_manifest, save_linearized
 from lizard_bench.linearize.config import LinearizeConfig, method_config
 from lizard_bench.linearize.convert import linearize
+from lizard_bench.linearize.sink_values import init_sink_values_from_teacher
 from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
 from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
 from lizard_bench.linearize.training.loop import StepInfo, make_accelerator, run_stage
@@ -102,9 +103,10 @@ def prepare_linearized(
 
     accelerator = make_accelerator(train)  # process count, main process, barriers
     sharded = is_sharded(accelerator)
-    transfer = AttentionTransfer(layerwise_scale=1 / train.stage1.grad_accum if sharded else None)
-    plan: list[tuple[Stage, StageConfig]] = [(transfer, train.stage1),
-                                             (Alignment(train.lora, seed=train.seed), train.stage2)]
+    transfer = AttentionTransfer(layerwise_scale=1 / train.stage1.grad_accum if sharded else None,
+                                 before_o_proj=train.distill_target == "heads")
+    alignment = Alignment(train.lora, seed=train.seed, train_attention=train.stage2_trains_attention)
+    plan: list[tuple[Stage, StageConfig]] = [(transfer, train.stage1), (alignment, train.stage2)]
     plan = [(stage, budget) for stage, budget in plan
             if budget.optimizer_steps(train.seq_len, accelerator.num_processes) > 0]
     stages: dict[str, dict[str, Any]] = {}
@@ -116,6 +118,8 @@ def prepare_linearized(
         windows = TokenWindows.from_corpus(corpus, tokenizer, train.seq_len, split="train")
         eval_batches = _heldout_batches(corpus, tokenizer, train.seq_len, train.eval_windows)
         logger.info("training on %s: %d windows of %d tokens", corpus.name, len(windows), train.seq_len)
+        if config.sink_values == "teacher":  # before any resume: a resumed state then overwrites these values
+            init_sink_values_from_teacher(model, windows[0][None].to(next(model.parameters()).device))
         for stage, budget in plan:
             result = run_stage(
                 model, stage, windows=windows, eval_batches=eval_batches, budget=budget, train=train,

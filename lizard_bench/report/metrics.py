@@ -60,7 +60,8 @@ TASK_LABELS: dict[str, str] = {
 }
 
 # Metrics whose values are fractions in [0, 1] (shown and compared in percentage points).
-FRACTION_METRICS = frozenset({"acc", "acc_norm", "accuracy", "exact_match", "em", "f1", "mcc", "contains", "match"})
+FRACTION_METRICS = frozenset({"acc", "acc_norm", "accuracy", "exact_match", "exact_match_within_window",
+                              "exact_match_beyond_window", "em", "f1", "mcc", "contains", "match"})
 PERPLEXITY_METRICS = frozenset({"perplexity", "nll", "word_perplexity", "byte_perplexity", "bits_per_byte", "loss"})
 THROUGHPUT_METRICS = frozenset({"tokens_per_s", "latency_s", "time_s", "throughput"})
 

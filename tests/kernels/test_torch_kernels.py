@@ -420,3 +420,57 @@ def test_softmax_lse_gradcheck(window):
                                     return_lse=True)
 
     assert torch.autograd.gradcheck(fn, inputs)
+
+
+# --------------------------------------------------------------------------- unnormalised GLA (no denominator)
+
+UNNORMALISED_GATES = {**GATES, "no-decay": (-1e-12, -1e-13)}  # no decay: the numerator grows with T
+
+
+@pytest.mark.parametrize("gates", list(UNNORMALISED_GATES))
+@pytest.mark.parametrize("T", [1, 63, 130, 4099])
+def test_unnormalised_gla_matches_reference(T, gates, poisoned):
+    """o_i = q_iᵀ S_i with no denominator, also at long odd lengths where the numerator grows into the thousands."""
+    q, k, v, log_gate, initial = gla_inputs(T * 11 + len(gates), T, B=1, H=2, gates=UNNORMALISED_GATES[gates])
+    out, state = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
+                                           normalize=False)
+    expected, expected_state = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial,
+                                                                normalize=False)
+    assert_close_everywhere(out, expected)
+    assert_close_everywhere(state.S, expected_state.S)
+    assert_close_everywhere(state.z, expected_state.z)
+    if gates == "no-decay" and T > 1000:
+        assert expected_state.z.max() > 100, "the case must exercise large undecayed sums"
+
+
+def test_unnormalised_decode_steps_equal_prefill():
+    q, k, v, log_gate, initial = gla_inputs(83, 70)
+    whole, _ = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
+                                         normalize=False)
+    first, state = tb.gated_linear_attention(q[:, :29], k[:, :29], v[:, :29], log_gate[:, :29], initial_state=initial,
+                                             output_final_state=True, normalize=False)
+    outputs = [first]
+    for t in range(29, 70):
+        o, state = kernels.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state,
+                                                       normalize=False)
+        outputs.append(o.unsqueeze(1))
+    torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=1e-4)
+
+
+def test_unnormalised_gla_gradcheck():
+    q, k, v, log_gate, initial = gla_inputs(89, 11, B=1, H=2, K=4, V=3, gates=(-2.0, -0.01), dtype=torch.float64)
+    inputs = tuple(x.double().requires_grad_() for x in (q, k, v, log_gate, initial.S, initial.z))
+
+    def fn(q, k, v, log_gate, S, z):
+        out, state = gla_chunked(q, k, v, log_gate, initial_state=GLAState(S, z), output_final_state=True,
+                                 normalize=False, chunk_size=4, segment=8)
+        return out, state.S, state.z
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_public_api_passes_normalize_through():
+    q, k, v, log_gate, initial = gla_inputs(97, 40)
+    out, _ = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial, normalize=False, backend="torch")
+    expected, _ = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial, normalize=False)
+    assert_close_everywhere(out, expected)

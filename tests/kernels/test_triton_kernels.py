@@ -243,6 +243,25 @@ def test_gla_backward_matches_reference(case, poisoned):
     assert_grads_close(dict(zip(leaves, grads, strict=True)), dict(zip(leaves, expected, strict=True)))
 
 
+@pytest.mark.parametrize("gates", ["mixed", "near-one"])
+def test_unnormalised_gla_forward_and_backward(gates, poisoned):
+    """normalize=False: the numerator q_tᵀ S_t alone, and its gradients, over several chunks and an odd length."""
+    q, k, v, log_gate, initial = gla_inputs(300 + len(gates), 131, gates=GATES[gates])
+    leaves = {"q": q, "k": k, "v": v, "log_gate": log_gate, "S0": initial.S, "z0": initial.z}
+    for x in leaves.values():
+        x.requires_grad_(True)
+    out, _ = gla.gated_linear_attention(q, k, v, log_gate, initial_state=initial, normalize=False)
+    expected, _ = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial, normalize=False)
+    assert_close_everywhere(out.detach(), expected.detach())
+    grad_out = randn(generator(10), *v.shape, device=DEVICE)
+    grads = torch.autograd.grad(out, list(leaves.values()), grad_out, allow_unused=True)
+    expected_grads = torch.autograd.grad(expected, list(leaves.values()), grad_out.double(), allow_unused=True)
+    # z0 does not reach an unnormalised output: both sides agree that it has no gradient
+    assert grads[-1] is None or not grads[-1].any()
+    assert_grads_close(dict(zip(list(leaves)[:-1], grads[:-1], strict=True)),
+                       dict(zip(list(leaves)[:-1], expected_grads[:-1], strict=True)))
+
+
 def test_gla_backward_without_final_state(poisoned):
     """Only the output carries a gradient (the usual training case): no final state is produced."""
     q, k, v, log_gate, _ = gla_inputs(31, 70, state=False)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -40,7 +41,10 @@ def run(task_name, model, options, **context_args):
 def test_passkey_records_are_named_by_length_and_depth_with_details():
     values, _ = run("passkey", tiny_llama(), {**PASSKEY_OPTIONS, "trials": 1})
     expected_cells = {f"exact_match@{length}:{depth:g}" for length in (192, 256) for depth in (0.0, 0.5, 1.0)}
-    assert set(values) == {"exact_match", "exact_match@192", "exact_match@256"} | expected_cells
+    splits = set(values) - {"exact_match", "exact_match@192", "exact_match@256"} - expected_cells
+    for length in (192, 256):  # every passkey counts once, within its window (128 tokens) or beyond it
+        parts = [values[name] for name in splits if name.endswith(f"_window@{length}")]
+        assert parts and sum(part.details["trials"] for part in parts) == 3
     cell = values["exact_match@256:0.5"]
     assert cell.details["context_length"] == 256 and cell.details["depth"] == 0.5 and cell.details["trials"] == 1
     assert cell.details["prompt_tokens_min"] == cell.details["prompt_tokens_max"] == 256
@@ -87,7 +91,22 @@ def test_passkey_runs_on_a_linearized_model_with_its_constant_size_cache():
     model = tiny_llama(seed=3)
     linearize(model, "lizard", window=16)
     values, _ = run("passkey", model.eval(), {**PASSKEY_OPTIONS, "lengths": [192], "depths": [0.5], "trials": 1})
-    assert set(values) == {"exact_match", "exact_match@192", "exact_match@192:0.5"}
+    assert set(values) == {"exact_match", "exact_match@192", "exact_match@192:0.5", "exact_match_beyond_window@192"}
+    assert values["exact_match_beyond_window@192"].details["window"] == 16  # the variant's own window
+
+
+def test_passkeys_split_by_distance_from_the_end_against_the_window():
+    """Depth 1 puts the passkey just before the question (inside a 150-token window), depth 0 far before it."""
+    options = {"lengths": [256], "depths": [0.0, 1.0], "trials": 2, "window": 150}
+
+    def only_near(prompt: str) -> str:  # one character is one token: answers only what the window sees
+        found = re.search(r"The pass key is (\d+)\.", prompt[-150:])
+        return found.group(1) if found else "0"
+
+    values, _ = run("passkey", lambda tok: AnsweringModel(tok, only_near), options)
+    within, beyond = values["exact_match_within_window@256"], values["exact_match_beyond_window@256"]
+    assert within.details["trials"] == beyond.details["trials"] == 2 and within.details["window"] == 150
+    assert within.value == 1.0 and beyond.value == 0.0
 
 
 def test_wrong_option_values_fail_before_any_generation():

@@ -47,13 +47,16 @@ def gated_linear_attention(
     initial_state: GLAState | None = None,
     output_final_state: bool = False,
     eps: float = 1e-6,
+    normalize: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     segment: int = SEGMENT,
 ) -> tuple[torch.Tensor, GLAState | None]:
     """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] -> (o [B, T, H, V], state).
 
-    o_i = q_iᵀ S_i / (q_iᵀ z_i + eps). The state (S [B, H, K, V], z [B, H, K]) is float32
-    (float64 for float64 inputs) and is returned when ``output_final_state``.
+    o_i = q_iᵀ S_i / (q_iᵀ z_i + eps), or the numerator q_iᵀ S_i alone when ``normalize`` is
+    False. The state (S [B, H, K, V], z [B, H, K]) is float32 (float64 for float64 inputs)
+    and is returned when ``output_final_state``; z is carried either way, so a state can be
+    handed between normalised and unnormalised calls.
 
     Long inputs run ``segment`` tokens at a time, handing the state on exactly as a
     prefill in pieces does: the temporaries of a segment stay cache-sized and are reused
@@ -73,7 +76,7 @@ def gated_linear_attention(
         stop = min(T, start + step)
         chunks = slice(start // C, -(-stop // C))
         piece, state = _segment(q[:, start:stop], k[:, start:stop], v[:, start:stop],
-                                *(g[:, :, chunks] for g in gates), state, causal, eps=eps)
+                                *(g[:, :, chunks] for g in gates), state, causal, eps=eps if normalize else None)
         out.add(piece, stop - start)  # piece: [B, stop - start, H, V]
     final = GLAState(S=state[..., :V].contiguous(), z=state[..., V].contiguous()) if output_final_state else None
     return out.result(), final
@@ -106,13 +109,14 @@ def _segment(
     state: torch.Tensor,
     causal: torch.Tensor,
     *,
-    eps: float,
+    eps: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunked GLA over one segment of N chunks of C tokens: (o [B, T, H, V], state [B, H, K, V+1]).
 
     ``state`` is S with z as its last column, entering the segment; the gate tensors are
     this segment's slices of :func:`_chunk_gates`; ``causal`` is the [C, C] lower
-    triangle of ones. The output is in the accumulation dtype, as a strided view.
+    triangle of ones. The output is in the accumulation dtype, as a strided view; ``eps=None``
+    returns the numerator without dividing by the normaliser.
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -143,6 +147,8 @@ def _segment(
     out = out.addcmul_(torch.matmul(qc, before), decay_from_start.unsqueeze(-1))
 
     out = out.view(B, H, N * C, V + 1)[:, :, :T]
+    if eps is None:
+        return out[..., :V].transpose(1, 2), state
     return (out[..., :V] / (out[..., V:] + eps)).transpose(1, 2), state
 
 
@@ -154,10 +160,12 @@ def gated_linear_attention_step(
     state: GLAState,
     *,
     eps: float = 1e-6,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, GLAState]:
     """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
 
-    The state keeps its dtype (float32, or float64 when it came from float64 inputs).
+    The state keeps its dtype (float32, or float64 when it came from float64 inputs);
+    ``normalize=False`` returns the numerator q_iᵀ S_i alone.
     """
     acc = state.S.dtype
     qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
@@ -165,6 +173,8 @@ def gated_linear_attention_step(
     S = torch.addcmul(kf.unsqueeze(-1) * vf.unsqueeze(-2), gamma[..., None, None], state.S)  # [B, H, K, V]
     z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
     num = torch.matmul(qf.unsqueeze(-2), S).squeeze(-2)  # [B, H, V]
+    if not normalize:
+        return num.to(q.dtype), GLAState(S=S, z=z)
     den = (qf * z).sum(dim=-1, keepdim=True)  # [B, H, 1]
     return (num / (den + eps)).to(q.dtype), GLAState(S=S, z=z)
 

@@ -409,13 +409,14 @@ class _ChunkGLAFunction(torch.autograd.Function):
 
 
 def gated_linear_attention(q, k, v, log_gate, *, initial_state=None, output_final_state=False, eps=1e-6,
-                           chunk_size=None):
+                           normalize=True, chunk_size=None):
     """q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] -> (o [B, T, H, V], GLAState or None).
 
-    o_t = q_tᵀ S_t / (q_tᵀ z_t + eps); differentiable in q, k, v, log_gate and the initial state.
+    o_t = q_tᵀ S_t / (q_tᵀ z_t + eps), or the numerator q_tᵀ S_t when ``normalize`` is False;
+    differentiable in q, k, v, log_gate and the initial state.
     """
     check_device(q, k, v, log_gate)
     S0, z0 = (initial_state.S.float(), initial_state.z.float()) if initial_state is not None else (None, None)
     num, den, St, zt = _ChunkGLAFunction.apply(q, k, v, log_gate, S0, z0, output_final_state, chunk_size)
-    o = num / (den.unsqueeze(-1) + eps)
+    o = num / (den.unsqueeze(-1) + eps) if normalize else num
     return o.to(v.dtype), (GLAState(S=St, z=zt) if output_final_state else None)

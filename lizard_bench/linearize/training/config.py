@@ -25,6 +25,7 @@ import yaml
 from lizard_bench.config import ConfigError
 
 PRECISIONS = ("no", "fp16", "bf16")
+DISTILL_TARGETS = ("output", "heads")
 
 
 @dataclass
@@ -34,6 +35,9 @@ class StageConfig:
     tokens: int = 0  # training tokens (all processes together); 0 skips the stage
     steps: int | None = None  # exact optimizer steps; overrides ``tokens`` when set
     lr: float = 1e-3
+    # learning rate of the per-head scalars (α, sink logits, gate biases, GLA scale); None: ``lr``. They
+    # get one gradient per head, so at the shared rate they barely move in a short budget
+    scalar_lr: float | None = None
     batch_size: int = 1  # windows per micro-batch and process
     grad_accum: int = 1  # micro-batches per optimizer step
 
@@ -70,6 +74,10 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"  # passed to accelerate: 'no', 'fp16' or 'bf16'
+    # stage 1 matches each layer's output after o_proj ('output', the layer's contribution to the residual
+    # stream) or before it ('heads', the heads' mixed values)
+    distill_target: str = "output"
+    stage2_trains_attention: bool = False  # stage 2 also trains what stage 1 trained (the paper: LoRA only)
     checkpoint_every: int = 25  # optimizer steps between resumable training-state checkpoints (0: never)
     eval_windows: int = 2  # held-out windows scored before and after each stage (for the summary)
 
@@ -91,6 +99,11 @@ class TrainConfig:
                 raise ConfigError(f"{where}: {name} budget must be >= 0")
             if stage.batch_size < 1 or stage.grad_accum < 1 or stage.lr <= 0:
                 raise ConfigError(f"{where}: {name} needs batch_size >= 1, grad_accum >= 1 and lr > 0")
+            if stage.scalar_lr is not None and stage.scalar_lr <= 0:
+                raise ConfigError(f"{where}: {name}.scalar_lr must be > 0 (or null: the stage's lr)")
+        if self.distill_target not in DISTILL_TARGETS:
+            raise ConfigError(f"{where}: distill_target must be one of {', '.join(DISTILL_TARGETS)}, "
+                              f"got {self.distill_target!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{where}: betas must be two numbers in [0, 1), got {self.betas!r}")
         if not 0 <= self.warmup_fraction < 1:
@@ -104,7 +117,7 @@ class TrainConfig:
     def common_fingerprint(self) -> dict[str, Any]:
         """Settings both stages depend on."""
         keep = ("corpus", "seq_len", "seed", "betas", "weight_decay", "warmup_fraction", "max_grad_norm",
-                "mixed_precision")
+                "mixed_precision", "distill_target")
         return {key: getattr(self, key) for key in keep}
 
     def stage_fingerprint(self, stage: str) -> dict[str, Any]:
@@ -116,6 +129,8 @@ class TrainConfig:
         fingerprint = {**self.common_fingerprint(), "stage1": dataclasses.asdict(self.stage1)}
         if stage == "stage2":
             fingerprint.update(stage2=dataclasses.asdict(self.stage2), lora=dataclasses.asdict(self.lora))
+            if self.stage2_trains_attention:  # absent when off, so older checkpoints keep their fingerprint
+                fingerprint["stage2_trains_attention"] = True
         return fingerprint
 
     def fingerprint(self) -> dict[str, Any]:
@@ -160,11 +175,12 @@ def _build(cls: type, data: dict[str, Any], where: str, prefix: str) -> Any:
             base = dataclasses.asdict(getattr(defaults, key))
             values[key] = _build(_NESTED[key], {**base, **value}, where, prefix=f"{key}.")
             continue
-        values[key] = _checked(getattr(defaults, key), value, where, label)
+        is_float = str(fields[key].type).startswith("float")  # e.g. 'float | None': null or a number
+        values[key] = _checked(getattr(defaults, key), value, where, label, float_field=is_float)
     return cls(**values)
 
 
-def _checked(default: Any, value: Any, where: str, label: str) -> Any:
+def _checked(default: Any, value: Any, where: str, label: str, float_field: bool = False) -> Any:
     if value is None:
         if default is None:
             return None
@@ -174,7 +190,7 @@ def _checked(default: Any, value: Any, where: str, label: str) -> Any:
                           "quote it)")
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(default, bool) and isinstance(value, bool)
-    elif isinstance(default, float):
+    elif isinstance(default, float) or float_field:
         try:  # YAML 1.1 reads '1e-3' (no dot) as a string; accept it as the number it obviously is
             value, ok = float(value), True
         except (TypeError, ValueError):

@@ -113,7 +113,8 @@ def run_stage(
     total = budget.optimizer_steps(train.seq_len, accelerator.num_processes)
     if not is_sharded(accelerator):  # FSDP2 moves each shard to the device itself: no whole copy there
         model.to(accelerator.device)
-    optimizer = build_optimizer(params, lr=budget.lr, betas=train.betas, weight_decay=train.weight_decay)
+    optimizer = build_optimizer(params, lr=budget.lr, betas=train.betas, weight_decay=train.weight_decay,
+                                scalar_lr=budget.scalar_lr)
     scheduler = build_scheduler(optimizer, total, train.warmup_fraction)
 
     found = latest_training_state(state_dir, fingerprint)

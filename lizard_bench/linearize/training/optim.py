@@ -7,12 +7,31 @@ import math
 import torch
 from torch import nn
 
+# Last name components of the per-head scalars: α, sink logits, the GLA scale and the gates' biases.
+SCALAR_PARAMETERS = frozenset({"alpha", "sink_logits", "gla_log_scale", "bias", "dt_bias", "A_log", "scale"})
+
+
+def is_scalar_parameter(name: str) -> bool:
+    """Whether ``name`` is one of the per-head scalars that ``scalar_lr`` applies to (LoRA is never one)."""
+    return "lora_" not in name and name.rsplit(".", 1)[-1] in SCALAR_PARAMETERS
+
 
 def build_optimizer(
-    params: dict[str, nn.Parameter], *, lr: float, betas: list[float], weight_decay: float
+    params: dict[str, nn.Parameter], *, lr: float, betas: list[float], weight_decay: float,
+    scalar_lr: float | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over ``params`` in the given (sorted) order, which a saved optimizer state relies on."""
-    return torch.optim.AdamW(list(params.values()), lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay)
+    """AdamW over ``params`` in the given (sorted) order, which a saved optimizer state relies on.
+
+    With ``scalar_lr`` the per-head scalars form a second parameter group at that rate (the
+    schedule scales both groups alike).
+    """
+    options = {"betas": (betas[0], betas[1]), "weight_decay": weight_decay}
+    if scalar_lr is None:
+        return torch.optim.AdamW(list(params.values()), lr=lr, **options)
+    scalars = [p for name, p in params.items() if is_scalar_parameter(name)]
+    others = [p for name, p in params.items() if not is_scalar_parameter(name)]
+    groups = [{"params": others, "lr": lr}, {"params": scalars, "lr": scalar_lr}]
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=lr, **options)
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float):

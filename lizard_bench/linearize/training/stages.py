@@ -3,11 +3,13 @@
 Stage 1 (attention transfer): every :class:`LizardAttention` runs in distillation mode, so
 one forward pass of the frozen teacher yields each layer's input and target and stores the
 MSE between the layer's output and the teacher's; the loss is their mean over layers. Only
-the parameters linearization added train.
+the parameters linearization added train. With ``before_o_proj`` each layer matches the
+heads' mixed values (o_proj's input) instead of o_proj's output.
 
 Stage 2 (alignment): the linearized layers run for real; LoRA adapters on their q/k/v
-projections train on the next-token loss. The stage-1 parameters stay frozen, as in the
-paper: stage 2 adapts the projections to the new attention, not the attention to drift.
+projections train on the next-token loss. By default the stage-1 parameters stay frozen, as
+in the paper: stage 2 adapts the projections to the new attention. ``train_attention``
+trains them too, on the same loss.
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ class AttentionTransfer:
 
     name, title, metric = "stage1", "stage 1 attention transfer", "attention_mse"
 
-    def __init__(self, layerwise_scale: float | None = None) -> None:
+    def __init__(self, layerwise_scale: float | None = None, before_o_proj: bool = False) -> None:
         self.modules: list[LizardAttention] = []
         self.layerwise_scale = layerwise_scale
+        self.before_o_proj = before_o_proj
         self.backward_in_forward = layerwise_scale is not None
 
     def setup(self, model: nn.Module) -> dict[str, nn.Parameter]:
@@ -71,6 +74,7 @@ class AttentionTransfer:
             raise ValueError("attention transfer needs a linearized model (call linearize first)")
         for module in self.modules:
             module.distill = True
+            module.distill_before_o_proj = self.before_o_proj
             if self.layerwise_scale is not None:
                 module.distill_backward_scale = self.layerwise_scale / len(self.modules)
         return only_trainable(model, lizard_parameters(model))
@@ -94,6 +98,7 @@ class AttentionTransfer:
     def teardown(self, model: nn.Module) -> None:
         for module in self.modules:
             module.distill, module.distill_loss, module.distill_backward_scale = False, None, None
+            module.distill_before_o_proj = False
 
 
 class Alignment:
@@ -102,15 +107,18 @@ class Alignment:
     name, title, metric = "stage2", "stage 2 LoRA alignment", "lm_loss"
     backward_in_forward = False
 
-    def __init__(self, lora: LoraSettings, seed: int) -> None:
-        self.lora, self.seed = lora, seed
+    def __init__(self, lora: LoraSettings, seed: int, train_attention: bool = False) -> None:
+        self.lora, self.seed, self.train_attention = lora, seed, train_attention
 
     def setup(self, model: nn.Module) -> dict[str, nn.Parameter]:
         for module in lizard_modules(model):
             module.distill = False
         if not lora_module_names(model):
             attach_lora(model, self.lora, seed=self.seed)
-        return only_trainable(model, lora_parameters(model))
+        trainable = lora_parameters(model)
+        if self.train_attention:
+            trainable = {**trainable, **lizard_parameters(model)}
+        return only_trainable(model, trainable)
 
     def loss(self, model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
         return model(input_ids=input_ids, labels=input_ids, use_cache=False).loss
