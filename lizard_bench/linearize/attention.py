@@ -81,7 +81,8 @@ class LizardAttention(nn.Module):
             if config.combine == "unnormalised":
                 self.gla_log_scale = nn.Parameter(torch.full((num_heads,), math.log(config.gla_scale_init)))
         if config.window and config.num_sinks:
-            self.sink_logits = nn.Parameter(torch.full((num_heads, config.num_sinks), float(config.sink_init)))
+            start = 0.0 if config.sink_init == "teacher" else float(config.sink_init)  # 'teacher': set in training
+            self.sink_logits = nn.Parameter(torch.full((num_heads, config.num_sinks), start))
             if config.sink_values != "none":
                 self.sink_values = nn.Parameter(torch.zeros(num_heads, config.num_sinks, head_dim))
         if config.window and config.linear_branch and config.combine in ("separate", "unnormalised"):

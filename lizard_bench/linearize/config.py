@@ -35,7 +35,9 @@ class LinearizeConfig:
     gate_temperature: float = 16.0  # low-rank gate only: log γ = logsigmoid(·) / temperature (GLA)
     window: int = 128  # softmax window w (the query's own token included); 0 = no window branch
     num_sinks: int = 4  # meta-memory logits m per head
-    sink_init: float = 0.0  # starting value of every sink logit t_r
+    # starting value of every sink logit t_r, or 'teacher': per head, so that the sinks start with the
+    # teacher's attention share outside the window (and anchors), from one teacher forward
+    sink_init: float | str = 0.0
     # extension: sinks that carry a learned value u_r per head ('zeros': start at 0; 'teacher': start at
     # the teacher's mean value at position 0, where it puts most of its attention). 'none' is the paper's
     sink_values: str = "none"
@@ -66,6 +68,9 @@ class LinearizeConfig:
                                      FEATURE_INITS), ("sink_values", self.sink_values, SINK_VALUES)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        if not (self.sink_init == "teacher" or (isinstance(self.sink_init, int | float)
+                                                 and not isinstance(self.sink_init, bool))):
+            raise ValueError(f"sink_init must be a number or 'teacher', got {self.sink_init!r}")
         if len(self.gate_bias) != 2:
             raise ValueError(f"gate_bias must be two numbers [low, high], got {self.gate_bias!r}")
         if self.num_anchors < 0:

@@ -28,7 +28,7 @@ from lizard_bench.data.corpus import Corpus, CorpusError
 from lizard_bench.linearize.checkpoint import base_model_hash, load_linearized, read_manifest, save_linearized
 from lizard_bench.linearize.config import LinearizeConfig, method_config
 from lizard_bench.linearize.convert import linearize
-from lizard_bench.linearize.sink_values import init_sink_values_from_teacher
+from lizard_bench.linearize.teacher_init import initialise_from_teacher
 from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
 from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
 from lizard_bench.linearize.training.loop import StepInfo, make_accelerator, run_stage
@@ -118,8 +118,8 @@ def prepare_linearized(
         windows = TokenWindows.from_corpus(corpus, tokenizer, train.seq_len, split="train")
         eval_batches = _heldout_batches(corpus, tokenizer, train.seq_len, train.eval_windows)
         logger.info("training on %s: %d windows of %d tokens", corpus.name, len(windows), train.seq_len)
-        if config.sink_values == "teacher":  # before any resume: a resumed state then overwrites these values
-            init_sink_values_from_teacher(model, windows[0][None].to(next(model.parameters()).device))
+        # before any resume (a resumed state then overwrites these values) and before sharding
+        initialise_from_teacher(model, windows[0][None].to(next(model.parameters()).device))
         for stage, budget in plan:
             result = run_stage(
                 model, stage, windows=windows, eval_batches=eval_batches, budget=budget, train=train,
