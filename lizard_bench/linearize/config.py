@@ -97,12 +97,14 @@ class LinearizeConfig:
 
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "lizard": {},
-    # the three readings of the paper's combination, each its own ablation row
+    # the three readings of the paper's combination, each its own ablation row (starting values are
+    # choices: the paper gives none; docs/design.md, "Starting values")
     "lizard_separate": {"combine": "separate"},
-    "lizard_unnormalised": {"combine": "unnormalised"},
-    "lizard_convex": {"combine": "convex"},
+    "lizard_unnormalised": {"combine": "unnormalised", "alpha_init": 1.0, "gla_scale_init": 0.01,
+                            "sink_init": "teacher"},
+    "lizard_convex": {"combine": "convex", "sink_init": "teacher"},
     # extension beyond the paper: RoPE in the window, the first 4 tokens kept as anchors
-    "lizard_plus": {"combine": "convex", "window_rope": True, "num_anchors": 4},
+    "lizard_plus": {"combine": "convex", "sink_init": "teacher", "window_rope": True, "num_anchors": 4},
     # Hedgehog linear attention over keys outside a sliding window, one normaliser, no gate, no sinks
     "lolcats": {"gate": "none", "window": 64, "num_sinks": 0, "combine": "shared", "window_rope": True},
     "no_window": {"window": 0, "num_sinks": 0},
