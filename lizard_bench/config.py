@@ -54,6 +54,12 @@ class SuiteConfig:
     variant_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # training recipe for linearized variants (TrainConfig fields); empty = the offline CPU budget
     training: dict[str, Any] = field(default_factory=dict)
+    # tasks that run on some variants only, e.g. {"prefill": ["softmax", "lizard_plus"]}; others run on all
+    task_variants: dict[str, list[str]] = field(default_factory=dict)
+
+    def runs(self, task: str, variant: str) -> bool:
+        """Whether ``task`` runs on ``variant`` in this suite."""
+        return task not in self.task_variants or variant in self.task_variants[task]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +147,10 @@ def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> Non
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: '{label}' must be a list of names, got {value!r}")
+    elif key == "task_variants":
+        if not isinstance(value, dict) or not all(
+                isinstance(v, list) and all(isinstance(n, str) for n in v) for v in value.values()):
+            raise ConfigError(f"{where}: 'task_variants' must map task names to lists of variant names, got {value!r}")
     elif key == "training":
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: 'training' must be a mapping of training settings, got {value!r}")
@@ -164,6 +174,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
     for name in ("models", "variants", "tasks"):
         if not getattr(config, name):
             raise ConfigError(f"{where}: '{name}' must name at least one entry")
+
     if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
         raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
     if config.data_dir is not None and not isinstance(config.data_dir, str):

@@ -59,6 +59,10 @@ def run_suite(config: SuiteConfig) -> RunSummary:
     check_task_options(config, tasks)
     for variant in config.variants:
         resolve_variant(variant, config)  # fail on a typo before loading any model
+    for task_name, variants in config.task_variants.items():  # names absent from this run (flags) are fine
+        get_task(task_name)
+        for variant in variants:
+            resolve_variant(variant, config)
     if any(resolve_variant(v, config).method for v in config.variants):
         training_config(config)  # and on a bad training section
     run_id = config.run_id or new_run_id(config)
@@ -74,8 +78,9 @@ def run_suite(config: SuiteConfig) -> RunSummary:
     skipped = ran = 0
     for model_name in config.models:
         for variant_name in config.variants:
-            pending = [t for t in tasks if not store.unit_done(model_name, variant_name, t.name)]
-            skipped += len(tasks) - len(pending)
+            planned = [t for t in tasks if config.runs(t.name, variant_name)]
+            pending = [t for t in planned if not store.unit_done(model_name, variant_name, t.name)]
+            skipped += len(planned) - len(pending)
             if not pending:
                 continue
             try:

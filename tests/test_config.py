@@ -15,14 +15,17 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_suite_compares_teacher_and_lizard_and_is_the_cli_default():
+def test_default_suite_compares_teacher_lizard_extension_and_lolcats_and_is_the_cli_default():
     from lizard_bench.cli import default_suite_path
 
     assert default_suite_path().resolve() == (REPO / "configs" / "default.yaml").resolve()
     config = load_config(default_suite_path())
-    assert config.variants == ["softmax", "lizard"] and config.models == ["smollm2-135m"]
+    assert config.variants == ["softmax", "lizard", "lizard_plus", "lolcats"] and config.models == ["smollm2-135m"]
     assert {"corpus_perplexity", "passkey", "prefill", "decode", "memory"} <= set(config.tasks)
     assert config.task_options["passkey"]["lengths"] == [1024, 2048, 4096, 8192]
+    # quality on every variant, the efficiency sweeps on the teacher and the best linearization
+    assert all(config.runs(task, variant) for task in ("corpus_perplexity", "passkey") for variant in config.variants)
+    assert [v for v in config.variants if config.runs("decode", v)] == ["softmax", "lizard_plus"]
 
 
 def test_yaml_values_are_applied(tmp_path):

@@ -182,3 +182,22 @@ def test_variant_that_fails_to_build_gets_error_records_and_the_run_goes_on(tmp_
     again = run_suite(config)
     assert (again.ran_units, again.skipped_units) == (1, 1)
     assert all(r.status == "ok" for r in again.records)
+
+
+def test_task_variants_restrict_a_task_to_the_named_variants(tmp_path, model_dir, corpus_file):
+    """A suite can run an expensive sweep on some variants only; the others skip that task entirely."""
+    config = suite(tmp_path, model_dir, corpus_file, variants=["softmax", "lizard"],
+                   tasks=["corpus_perplexity", "test_always_fails"], task_variants={"test_always_fails": ["lizard"]},
+                   training={"stage1": {"steps": 1}, "stage2": {"steps": 0}, "seq_len": 32, "eval_windows": 0})
+    summary = run_suite(config)
+    units = {(r.variant, r.task) for r in summary.records}
+    assert units == {("softmax", "corpus_perplexity"), ("lizard", "corpus_perplexity"), ("lizard", "test_always_fails")}
+
+
+@pytest.mark.parametrize(("task_variants", "message"), [
+    ({"no_such_task": ["softmax"]}, "unknown task"),
+    ({"corpus_perplexity": ["no_such_variant"]}, "no_such_variant"),
+])
+def test_task_variants_with_unknown_names_are_refused(tmp_path, model_dir, corpus_file, task_variants, message):
+    with pytest.raises((ConfigError, KeyError), match=message):
+        run_suite(suite(tmp_path, model_dir, corpus_file, task_variants=task_variants))

@@ -1,7 +1,7 @@
 """Float64 naive references for the attention kernels.
 
 These are the specification: slow, obviously correct, and written the way the mathematics
-in DESIGN §2 reads (a dense masked softmax; a per-token recurrence for gated linear
+in docs/design.md §2 reads (a dense masked softmax; a per-token recurrence for gated linear
 attention). Every backend is tested against them on fresh random inputs.
 """
 

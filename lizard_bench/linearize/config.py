@@ -26,7 +26,7 @@ SINK_VALUES = ("none", "zeros", "teacher")
 
 @dataclass
 class LinearizeConfig:
-    """Switches of one linearized attention layer (paper defaults, DESIGN §2)."""
+    """Switches of one linearized attention layer (paper defaults, docs/design.md §2)."""
 
     method: str = "lizard"
     feature_dim: int = 128  # total Hedgehog feature size: softmax(xW) ⊕ softmax(−xW), 64 each

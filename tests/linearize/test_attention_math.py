@@ -1,4 +1,4 @@
-"""A linearized layer computes the formulas of DESIGN §2, checked against direct float64 computations."""
+"""A linearized layer computes the formulas of docs/design.md §2, checked against direct float64 computations."""
 
 import math
 

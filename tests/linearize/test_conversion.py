@@ -18,7 +18,7 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 64, 4, 2, 16
 
 
 def expected_added_parameters(method: str, feature_dim: int = 128, sinks: int = 4) -> int:
-    """Per layer, from the method's definition (DESIGN §2), independently of the implementation."""
+    """Per layer, from the method's definition (docs/design.md §2), independently of the implementation."""
     feature_maps = 2 * HEADS * HEAD_DIM * (feature_dim // 2)
     gates = {
         "sigmoid": HIDDEN * HEADS + HEADS,
@@ -31,8 +31,10 @@ def expected_added_parameters(method: str, feature_dim: int = 128, sinks: int = 
             "gate_pooling": "pooling"}.get(method, "sigmoid")
     has_window = method != "no_window"
     sink_count = HEADS * sinks if has_window and method != "lolcats" else 0
-    alpha = HEADS if has_window and method != "lolcats" else 0
-    return feature_maps + gates[gate] + sink_count + alpha
+    convex = method in ("lizard_convex", "lizard_plus")  # the sinks' share weighs the linear branch: no α
+    alpha = HEADS if has_window and method != "lolcats" and not convex else 0
+    gla_scale = HEADS if method == "lizard_unnormalised" else 0
+    return feature_maps + gates[gate] + sink_count + alpha + gla_scale
 
 
 @pytest.mark.parametrize("method", METHODS)

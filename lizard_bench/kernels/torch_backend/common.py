@@ -8,7 +8,7 @@ import torch
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for every input dtype except float64, which keeps float64.
 
-    Half-precision inputs must accumulate in float32 (DESIGN §3); float64 inputs stay
+    Half-precision inputs must accumulate in float32 (docs/design.md §3); float64 inputs stay
     float64 so that ``torch.autograd.gradcheck`` sees an exact function.
     """
     return torch.float64 if dtype == torch.float64 else torch.float32

@@ -1,4 +1,4 @@
-"""Training a linearized model: stage 1 attention transfer, stage 2 LoRA alignment (DESIGN §2).
+"""Training a linearized model: stage 1 attention transfer, stage 2 LoRA alignment (docs/design.md §2).
 
 One module per job: ``config`` (the recipe), ``data`` (token windows), ``stages`` (what trains
 and on which loss), ``lora`` (peft adapters), ``optim`` (AdamW + schedule), ``loop`` (the

@@ -61,7 +61,7 @@ class LoraSettings:
 
 @dataclass
 class TrainConfig:
-    """The two-stage Lizard training recipe (DESIGN §2). Defaults: the offline CPU budget."""
+    """The two-stage Lizard training recipe (docs/design.md §2). Defaults: the offline CPU budget."""
 
     corpus: str = "pydoc"  # used when the caller does not pass a corpus
     seq_len: int = 512
