@@ -5,7 +5,7 @@ Output layout under ``out_dir``::
     report.md              every table and figure in one Markdown page
     leaderboard.html       the self-contained HTML page
     records.csv            every record, one row each, with provenance (for your own analysis)
-    tables/<name>.{md,csv,tex}   main, all_metrics, efficiency, long_context, paper_vs_run
+    tables/<name>.{md,csv,tex}   main, linearization, all_metrics, efficiency, long_context, paper_vs_run
     figures/<name>.{png,svg}     task_scores, throughput, memory, heatmap_<task>, training_loss
 
 Tables and figures without data in the runs are skipped, not written empty.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lizard_bench.report.leaderboard import FIGURE_CAPTIONS, write_leaderboard
-from lizard_bench.report.loading import records_frame, training_frame
+from lizard_bench.report.loading import records_frame, training_frame, training_summaries
 from lizard_bench.report.paper import paper_vs_run_table
 from lizard_bench.report.plots import write_plots
 from lizard_bench.report.runs import read_runs
@@ -26,6 +26,7 @@ from lizard_bench.report.tables import (
     Table,
     all_metrics_table,
     efficiency_table,
+    linearization_table,
     long_context_table,
     main_table,
     to_markdown,
@@ -33,9 +34,10 @@ from lizard_bench.report.tables import (
 )
 
 
-def build_tables(frame: pd.DataFrame) -> list[Table]:
-    built = [main_table(frame), paper_vs_run_table(frame), efficiency_table(frame), long_context_table(frame),
-             all_metrics_table(frame)]
+def build_tables(frame: pd.DataFrame, summaries: pd.DataFrame | None = None) -> list[Table]:
+    summaries = summaries if summaries is not None else pd.DataFrame(columns=["model", "variant"])
+    built = [main_table(frame), linearization_table(frame, summaries), paper_vs_run_table(frame),
+             efficiency_table(frame), long_context_table(frame), all_metrics_table(frame)]
     return [table for table in built if table is not None]
 
 
@@ -53,7 +55,7 @@ def write_reports(run_dirs: list[Path], out_dir: Path, note: str | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     written: dict[str, Path] = {}
-    tables = build_tables(frame)
+    tables = build_tables(frame, training_summaries(runs, frame))
     for table in tables:
         for fmt, path in write_table(table, out_dir / "tables").items():
             written[f"table:{table.name}:{fmt}"] = path

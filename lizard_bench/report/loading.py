@@ -121,6 +121,34 @@ def training_frame(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
     return training
 
 
+STAGE_COLUMNS = ("stage1_start", "stage1_end", "stage2_start", "stage2_end", "teacher_lm_loss")
+
+
+def training_summaries(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
+    """What each linearized variant's training achieved, from ``<run>/training/<model>/<variant>/summary.json``.
+
+    One row per (run, model, variant): the held-out stage-1 attention MSE and stage-2 LM loss
+    at the start and end of each stage, and the teacher's held-out LM loss on the same windows.
+    """
+    names = {(run, safe_name(model)): model for run, model in frame[["run", "model"]].drop_duplicates().itertuples(
+        index=False)}
+    rows = []
+    for run in runs:
+        for path in sorted((run.path / "training").glob("*/*/summary.json")):
+            try:
+                summary = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ReportError(f"{path}: unreadable training summary ({exc})") from None
+            stages = summary.get("stages") or {}
+            row = {"run": run.run_id, "model": names.get((run.run_id, path.parent.parent.name), path.parent.parent.name),
+                   "variant": path.parent.name, "teacher_lm_loss": summary.get("teacher_lm_loss")}
+            for stage in ("stage1", "stage2"):
+                row[f"{stage}_start"] = (stages.get(stage) or {}).get("start")
+                row[f"{stage}_end"] = (stages.get(stage) or {}).get("end")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "model", "variant", *STAGE_COLUMNS])
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     lines = path.read_text(encoding="utf-8").splitlines()
     entries = []

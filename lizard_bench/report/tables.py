@@ -31,6 +31,7 @@ from lizard_bench.report.metrics import (
 )
 
 MISSING = "—"  # nothing was measured for this cell (as opposed to a measurement that failed)
+PASSKEY_SPLITS = ("exact_match_within_window", "exact_match_beyond_window")
 
 
 @dataclass
@@ -289,6 +290,46 @@ def long_context_table(frame: pd.DataFrame) -> Table | None:
 
 
 # ---------------------------------------------------------------------------------------------- writing
+
+
+def linearization_table(frame: pd.DataFrame, summaries: pd.DataFrame) -> Table | None:
+    """The ablation view: per variant, what training reached and what it bought.
+
+    Columns: held-out stage-1 attention MSE and stage-2 LM loss (start → end), held-out
+    perplexity, and passkey exact match per length, within the variant's window and beyond it.
+    """
+    quality = frame[(frame["task"] == "corpus_perplexity") & (frame["metric"] == "perplexity")
+                    | frame["base_metric"].isin(PASSKEY_SPLITS) & (frame["task"] == "passkey")]
+    if summaries.empty:  # no linearized variant was trained or loaded in these runs
+        return None
+    keys = ["model", "variant"]
+    rows = ordered_rows(pd.concat([quality[keys], summaries[keys]]), keys)
+    lengths = sorted(int(n) for n in quality["context_length"].dropna().unique())
+    by_key = {(r["model"], r["variant"], r["metric"]): r for r in quality.to_dict("records")}
+    trained = {(r["model"], r["variant"]): r for r in summaries.to_dict("records")}
+    raw_rows, text_rows = [], []
+    for row in rows:
+        raw, text = dict(zip(keys, row, strict=True)), dict(zip(keys, row, strict=True))
+        summary = trained.get(row, {})
+        for label, stage in (("stage-1 MSE", "stage1"), ("stage-2 LM loss", "stage2")):
+            start, end = summary.get(f"{stage}_start"), summary.get(f"{stage}_end")
+            raw[f"{label} start"], raw[f"{label} end"] = start, end
+            text[label] = MISSING if start is None or pd.isna(start) else f"{start:.3g} → {end:.3g}"
+        raw["perplexity"], text["perplexity"] = _value_with_error(by_key.get((*row, "perplexity")))
+        for length in lengths:
+            for split, word in zip(PASSKEY_SPLITS, ("within", "beyond"), strict=True):
+                record = by_key.get((*row, f"{split}@{length}"))
+                label = f"passkey {word} @{length} (%)"
+                raw[label], text[label] = _value_with_error(record)
+                if record is not None:
+                    text[label] = f"{text[label].split(' ± ')[0]} ({record['details'].get('trials', '?')})"
+        raw_rows.append(raw)
+        text_rows.append(text)
+    notes = ["Stage-1: held-out attention MSE (mean over layers); stage-2: held-out LM loss in nats; start → end.",
+             "Passkey: exact match in percent, split by whether the passkey starts within the variant's window "
+             "(128 tokens for the teacher) or beyond it; in brackets the number of passkeys."]
+    return Table("linearization", "Linearization: training and what it recovers", pd.DataFrame(raw_rows),
+                 pd.DataFrame(text_rows), keys, notes)
 
 
 def write_table(table: Table, out_dir: Path) -> dict[str, Path]:

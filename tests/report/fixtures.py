@@ -114,7 +114,15 @@ def fixture_records(variant: str) -> dict[str, list[Record]]:
             probes[-1] = record(variant, task, f"exact_match@{PROBE_LENGTHS[-1]}:{DEPTHS[-1]}", None,
                                 status="timeout", details={"context_length": PROBE_LENGTHS[-1], "depth": 1.0})
         ok = [p.value for p in probes if p.status == "ok"]
-        units[task] = [*probes, record(variant, task, "exact_match", sum(ok) / len(ok))]
+        splits = []
+        if task == "passkey":  # within the window every variant retrieves; beyond it, they differ
+            for length in PROBE_LENGTHS:
+                splits += [record(variant, task, f"exact_match_within_window@{length}", 1.0,
+                                  details={"context_length": length, "window": 128, "trials": 1}),
+                           record(variant, task, f"exact_match_beyond_window@{length}",
+                                  {"softmax": 1.0, "lizard": 0.75, "lolcats": 0.25}[variant],
+                                  details={"context_length": length, "window": 128, "trials": 4})]
+        units[task] = [*probes, *splits, record(variant, task, "exact_match", sum(ok) / len(ok))]
     return units
 
 
@@ -145,3 +153,7 @@ def write_training_logs(run_dir: Path, model: str, variant: str, steps: int = 12
             lines.append(json.dumps({"step": step, "loss": loss, "lr": 1e-3 * min(1.0, step / 12),
                                      "tokens": step * 8192, "time_s": step * 0.5}))
         (folder / f"{stage}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stages = {"stage1": {"metric": "attention_mse", "start": 0.8, "end": 0.004 * (1 + offset)},
+              "stage2": {"metric": "lm_loss", "start": 3.2, "end": 2.1 * (1 + offset)}}
+    summary = {"stages": stages, "teacher_lm_loss": 2.05, "from_checkpoint": False}
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")

@@ -5,11 +5,12 @@ import math
 import pandas as pd
 import pytest
 
-from lizard_bench.report.loading import records_frame
+from lizard_bench.report.loading import records_frame, training_summaries
 from lizard_bench.report.runs import read_runs
 from lizard_bench.report.tables import (
     all_metrics_table,
     efficiency_table,
+    linearization_table,
     long_context_table,
     main_table,
     to_latex,
@@ -120,3 +121,20 @@ def test_markdown_and_latex_escape_cell_content(frame):
     table.display.loc[0, "model"] = "a|b_c%"
     assert "a\\|b_c%" in to_markdown(table)
     assert "a|b\\_c\\%" in to_latex(table)
+
+
+def test_linearization_table_joins_training_summaries_with_perplexity_and_passkey_splits(fixture_run, frame):
+    table = linearization_table(frame, training_summaries(read_runs([fixture_run]), frame))
+    assert list(table.raw["variant"]) == ["softmax", "lizard", "lolcats"]
+    raw, text = row(table, "lolcats")
+    assert (raw["stage-1 MSE start"], raw["stage-2 LM loss end"]) == (0.8, pytest.approx(2.1 * 1.15))
+    assert text["stage-1 MSE"] == "0.8 → 0.0046" and text["stage-2 LM loss"] == "3.2 → 2.42"
+    assert raw["perplexity"] == 13.6
+    assert raw["passkey beyond @2048 (%)"] == 25.0 and text["passkey beyond @2048 (%)"] == "25.0 (4)"
+    assert raw["passkey within @8192 (%)"] == 100.0
+    teacher_raw, teacher_text = row(table, "softmax")  # the teacher trains nothing
+    assert teacher_text["stage-1 MSE"] == "—" and teacher_raw["perplexity"] == 11.5
+
+
+def test_linearization_table_needs_a_trained_variant(frame):
+    assert linearization_table(frame, pd.DataFrame(columns=["model", "variant"])) is None
