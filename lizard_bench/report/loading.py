@@ -140,7 +140,8 @@ def training_summaries(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
             except (OSError, json.JSONDecodeError) as exc:
                 raise ReportError(f"{path}: unreadable training summary ({exc})") from None
             stages = summary.get("stages") or {}
-            row = {"run": run.run_id, "model": names.get((run.run_id, path.parent.parent.name), path.parent.parent.name),
+            model_dir = path.parent.parent.name
+            row = {"run": run.run_id, "model": names.get((run.run_id, model_dir), model_dir),
                    "variant": path.parent.name, "teacher_lm_loss": summary.get("teacher_lm_loss")}
             for stage in ("stage1", "stage2"):
                 row[f"{stage}_start"] = (stages.get(stage) or {}).get("start")
