@@ -45,7 +45,7 @@ DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
 class Passkey(Task):
     name = "passkey"
     suite = "long_context"
-    metrics = {"exact_match": "higher"}
+    metrics = {"exact_match": "higher", "exact_match_within_window": "higher", "exact_match_beyond_window": "higher"}
     data_source = "generated (repeated filler sentences, or the suite's held-out corpus text); no download"
     description = "Retrieve a 5-8 token passkey hidden at several depths in contexts of several lengths"
     default_options = {

@@ -160,5 +160,7 @@ def test_the_runner_records_probe_points_with_their_directions(tmp_path):
     records = {(r.task, r.metric): r for r in run_suite(config).records}
     assert records["passkey", "exact_match@192:0.5"].status == "ok"
     assert records["passkey", "exact_match@192:0.5"].direction == "higher"
+    split = [r for (task, metric), r in records.items() if task == "passkey" and "_window@192" in metric]
+    assert len(split) == 1 and split[0].status == "ok" and split[0].direction == "higher"
     assert records["length_extrapolation", "perplexity@64"].direction == "lower"
     assert records["length_extrapolation", "perplexity@100000"].status == "unavailable"
