@@ -16,6 +16,8 @@ from lizard_bench.linearize.training import StageConfig, TrainConfig
 from tests.tiny_models import character_tokenizer, tiny_llama
 
 SEQ_LEN = 64
+# a window shorter than the training windows, so that both branches (and the sinks' share) are exercised
+DEFAULT_OPTIONS = {"window": 16}
 PHRASES = ("the quick brown fox jumps over the lazy dog. ", "abcdefg hijklmn opqrstu vwxyz. ",
            "def f(x): return x + 1\n", "one two three four five six seven. ")
 
@@ -44,7 +46,8 @@ def run_pipeline(
     logs under ``directory/logs``."""
     model = model if model is not None else tiny_llama(seed, num_hidden_layers=layers)
     return prepare_linearized(
-        model, character_tokenizer(), model_name=f"tiny-seed{seed}", method="lizard", options=options or {},
+        model, character_tokenizer(), model_name=f"tiny-seed{seed}", method="lizard",
+        options=DEFAULT_OPTIONS if options is None else options,
         train=train or small_config(), corpus=corpus or pattern_corpus(), checkpoint_dir=directory / "ckpt",
         log_dir=directory / "logs", merge_lora=merge_lora, on_step=on_step, progress=False,
     )

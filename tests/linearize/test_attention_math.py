@@ -33,8 +33,8 @@ def projections(attention, x):
 
 
 @torch.no_grad()
-def test_lizard_is_gla_plus_alpha_times_window_with_sinks():
-    attention, x = layer_and_inputs("lizard", window=5)
+def test_separate_reading_is_gla_plus_alpha_times_window_with_sinks():
+    attention, x = layer_and_inputs("lizard_separate", window=5)
     q, k, v = projections(attention, x)
     groups = attention.groups
     gla, _ = gated_linear_attention_reference(

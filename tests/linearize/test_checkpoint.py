@@ -20,7 +20,7 @@ from lizard_bench.linearize.checkpoint import (
 from lizard_bench.linearize.pipeline import prepare_linearized
 from lizard_bench.linearize.training import LoraSettings
 from lizard_bench.linearize.training.lora import attach_lora, lora_module_names, merge_lora
-from tests.linearize.helpers import run_pipeline, small_config
+from tests.linearize.helpers import DEFAULT_OPTIONS, run_pipeline, small_config
 from tests.tiny_models import character_tokenizer, tiny_llama
 
 TOKENS = torch.tensor([[5, 17, 42, 8, 23, 61, 4, 9, 30, 12, 7, 55, 3, 19, 44, 28]])
@@ -103,7 +103,7 @@ def test_pipeline_reuses_a_matching_checkpoint_and_retrains_on_a_new_recipe(trai
 
     # found by the corpus's name alone: "patterns" is no readable corpus spec, so nothing was read
     by_name = prepare_linearized(
-        tiny_llama(0), character_tokenizer(), model_name="tiny-seed0", method="lizard", options={},
+        tiny_llama(0), character_tokenizer(), model_name="tiny-seed0", method="lizard", options=DEFAULT_OPTIONS,
         train=small_config(stage1_steps=3, stage2_steps=3, checkpoint_every=0), corpus=None,
         checkpoint_dir=checkpoint, log_dir=None, progress=False,
     )

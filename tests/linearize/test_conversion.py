@@ -31,8 +31,8 @@ def expected_added_parameters(method: str, feature_dim: int = 128, sinks: int = 
             "gate_pooling": "pooling"}.get(method, "sigmoid")
     has_window = method != "no_window"
     sink_count = HEADS * sinks if has_window and method != "lolcats" else 0
-    convex = method in ("lizard_convex", "lizard_plus")  # the sinks' share weighs the linear branch: no α
-    alpha = HEADS if has_window and method != "lolcats" and not convex else 0
+    # α weighs the window only in the 'separate' and 'unnormalised' readings; 'convex' (lizard) has none
+    alpha = HEADS if method in ("lizard_separate", "lizard_unnormalised") else 0
     gla_scale = HEADS if method == "lizard_unnormalised" else 0
     return feature_maps + gates[gate] + sink_count + alpha + gla_scale
 
@@ -69,7 +69,7 @@ def test_exactness_anchor_reproduces_teacher_logits():
     """Linear branch off, α = 1, no sinks, RoPE in the window and w >= T: exactly softmax attention."""
     teacher = tiny_llama(seed=5)
     student = tiny_llama(seed=5)
-    linearize(student, "lizard", linear_branch=False, num_sinks=0, window_rope=True, window=64)
+    linearize(student, "lizard_separate", linear_branch=False, num_sinks=0, window_rope=True, window=64)
     ids = torch.randint(2, 90, (2, 50), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(student(input_ids=ids).logits, teacher(input_ids=ids).logits,

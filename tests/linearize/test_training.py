@@ -17,11 +17,18 @@ from lizard_bench.linearize.training.data import documents_from_rows, format_alp
 from lizard_bench.linearize.training.log import REQUIRED_FIELDS, read_log
 from lizard_bench.linearize.training.lora import lora_module_names, lora_parameters
 from lizard_bench.linearize.training.optim import warmup_cosine
-from tests.linearize.helpers import Interrupt, interrupt_at, run_pipeline, small_config, trainable_state
+from tests.linearize.helpers import (
+    DEFAULT_OPTIONS,
+    Interrupt,
+    interrupt_at,
+    run_pipeline,
+    small_config,
+    trainable_state,
+)
 from tests.tiny_models import tiny_llama
 
 REPO = Path(__file__).resolve().parents[2]
-HYBRID = {"softmax_layers": [1]}  # layer 1 of 3 stays softmax
+HYBRID = {"softmax_layers": [1], **DEFAULT_OPTIONS}  # layer 1 of 3 stays softmax
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +185,11 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
     for name, value in batched.items():
         torch.testing.assert_close(accumulated[name], value, rtol=0, atol=1e-4, msg=name)
     assert [row["tokens"] for row in read_log(tmp_path / "accum" / "logs" / "stage2.jsonl")] == [128, 256, 384]
+
+
+def test_one_process_can_train_recipes_of_different_precision_one_after_the_other():
+    """accelerate keeps one state per process; a finished bf16 recipe must not block a float32 one."""
+    from lizard_bench.linearize.training.loop import make_accelerator
+
+    assert make_accelerator(small_config(mixed_precision="bf16")).mixed_precision == "bf16"
+    assert make_accelerator(small_config()).mixed_precision == "no"

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -91,7 +92,15 @@ class StageResult:
 
 
 def make_accelerator(train: TrainConfig) -> Accelerator:
-    """The accelerator every part of a training run uses (one shared state per process, so same settings)."""
+    """The accelerator every part of a training run uses (one shared state per process, so same settings).
+
+    accelerate keeps one state per process and refuses a second precision; in a single process
+    (a Python session training two recipes one after the other) the finished run's state is
+    dropped first. Under ``accelerate launch`` every process trains one recipe, so it never differs.
+    """
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != train.mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=train.mixed_precision, step_scheduler_with_optimizer=False)
     check_supported(accelerator)
     return accelerator
