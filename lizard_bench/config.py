@@ -174,7 +174,6 @@ def _validate(config: SuiteConfig, where: str) -> None:
     for name in ("models", "variants", "tasks"):
         if not getattr(config, name):
             raise ConfigError(f"{where}: '{name}' must name at least one entry")
-
     if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
         raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
     if config.data_dir is not None and not isinstance(config.data_dir, str):
