@@ -98,3 +98,12 @@ def test_teacher_weights_are_shared_not_copied():
     linearize(model, "lizard")
     assert model.model.layers[0].self_attn.base.q_proj is q_proj
     assert isinstance(q_proj, nn.Linear) and not q_proj.weight.requires_grad
+
+
+def test_every_method_is_described_for_lizard_bench_list():
+    from lizard_bench.models.variants import describe_variants
+
+    descriptions = describe_variants()
+    assert set(METHODS) <= set(descriptions)
+    extensions = {"lizard_plus", "window_rope"}  # beyond the paper: their descriptions must say so
+    assert all(descriptions[name].startswith("extension") for name in extensions)
