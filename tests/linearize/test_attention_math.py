@@ -11,9 +11,10 @@ from lizard_bench.linearize.attention import repeat_kv
 from tests.tiny_models import tiny_llama
 
 
-def layer_and_inputs(method: str, window: int):
+def layer_and_inputs(method: str, window: int, **options):
+    """Layer 0 of a linearized tiny model with its added parameters perturbed (no term hides at its start)."""
     model = tiny_llama(seed=7)
-    linearize(model, method, window=window)
+    linearize(model, method, window=window, **options)
     attention = model.model.layers[0].self_attn
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():

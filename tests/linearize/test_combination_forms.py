@@ -14,7 +14,7 @@ from transformers import DynamicCache
 
 from lizard_bench.linearize import linearize
 from lizard_bench.linearize.attention import repeat_kv
-from tests.linearize.test_attention_math import attention_rope, projections, rope
+from tests.linearize.test_attention_math import attention_rope, layer_and_inputs, projections, rope
 from tests.tiny_models import tiny_llama
 
 W = 5
@@ -28,19 +28,6 @@ FORMS = [
     ("lizard_unnormalised", {"sink_values": "zeros", "window_rope": True}),
     ("no_window", {"combine": "unnormalised"}),
 ]
-
-
-def perturbed_layer(method: str, seed: int = 0, **options):
-    model = tiny_llama(seed=7)
-    linearize(model, method, window=W, **options)
-    attention = model.model.layers[0].self_attn
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in attention.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
-    x = torch.randn(2, 23, model.config.hidden_size, generator=generator)
-    return attention, x
 
 
 def reference_heads(attention, x, cos, sin) -> torch.Tensor:
@@ -86,7 +73,7 @@ def reference_heads(attention, x, cos, sin) -> torch.Tensor:
 @pytest.mark.parametrize(("method", "options"), FORMS)
 @torch.no_grad()
 def test_form_matches_its_per_token_equation(method, options):
-    attention, x = perturbed_layer(method, **options)
+    attention, x = layer_and_inputs(method, W, **options)
     cos, sin = attention_rope(attention, x)
     expected = reference_heads(attention, x, cos, sin)
     expected = attention.base.o_proj(expected.reshape(*x.shape[:2], -1).float())
@@ -113,7 +100,7 @@ def test_decoding_in_pieces_equals_the_full_forward(method, options):
 
 def test_convex_rows_sum_to_one_so_constant_values_pass_through():
     """Under 'convex' the window, the sinks' share and the normalised GLA are one average: v ≡ c gives c."""
-    attention, x = perturbed_layer("lizard_plus")
+    attention, x = layer_and_inputs("lizard_plus", W)
     cos, sin = attention_rope(attention, x)
     B, T, _ = x.shape
     q, k, _ = projections(attention, x)
