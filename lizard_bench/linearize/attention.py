@@ -134,9 +134,7 @@ class LizardAttention(nn.Module):
     def attend(self, x: torch.Tensor, position_embeddings, state: LizardCacheLayer | None) -> torch.Tensor:
         """x [B, T, d_model] -> attention output after o_proj [B, T, d_model]; advances ``state`` if given."""
         B, T, _ = x.shape
-        q = self.base.q_proj(x).view(B, T, self.num_heads, self.head_dim)
-        k = self.base.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
-        v = self.base.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
+        q, k, v = self.project(x)
         if self.config.combine == "shared":
             out = self._shared_normaliser(x, q, k, v, position_embeddings, state)
         else:
@@ -147,6 +145,14 @@ class LizardAttention(nn.Module):
         if self.distill and self.distill_before_o_proj:
             self._last_mixed = mixed
         return self.base.o_proj(mixed)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The teacher's projections: q [B, T, H, D], k and v [B, T, Hkv, D] (before RoPE)."""
+        B, T, _ = x.shape
+        q = self.base.q_proj(x).view(B, T, self.num_heads, self.head_dim)
+        k = self.base.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
+        v = self.base.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
+        return q, k, v
 
     def _two_branches(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
         """The 'separate', 'unnormalised' and 'convex' readings (and the no-window / no-linear ablations)."""

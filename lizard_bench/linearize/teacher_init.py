@@ -65,10 +65,8 @@ def initialise_from_teacher(model: nn.Module, input_ids: torch.Tensor) -> int:
 
 
 def _initialise_layer(module: LizardAttention, hidden: torch.Tensor, position_embeddings) -> None:
-    B, T, _ = hidden.shape
-    q = module.base.q_proj(hidden).view(B, T, module.num_heads, module.head_dim).float()
-    k = module.base.k_proj(hidden).view(B, T, module.num_kv_heads, module.head_dim).float()
-    v = module.base.v_proj(hidden).view(B, T, module.num_kv_heads, module.head_dim).float()
+    T = hidden.shape[1]
+    q, k, v = (projection.float() for projection in module.project(hidden))
     if module.config.sink_values == "teacher" and hasattr(module, "sink_values"):
         first_value = repeat_kv(v[:, :1], module.groups)[:, 0].mean(dim=0)  # [H, D], mean over the batch
         module.sink_values[:, 0] = first_value.to(module.sink_values.dtype)

@@ -102,8 +102,7 @@ def training_frame(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
     use so curves and table rows share a label. A truncated last line (a run stopped mid-write)
     is skipped; any other malformed line is an error naming the file and line.
     """
-    names = {(run, safe_name(model)): model for run, model in frame[["run", "model"]].drop_duplicates().itertuples(
-        index=False)}
+    names = _model_names(frame)
     rows = []
     for run in runs:
         root = run.path / "training"
@@ -130,8 +129,7 @@ def training_summaries(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
     One row per (run, model, variant): the held-out stage-1 attention MSE and stage-2 LM loss
     at the start and end of each stage, and the teacher's held-out LM loss on the same windows.
     """
-    names = {(run, safe_name(model)): model for run, model in frame[["run", "model"]].drop_duplicates().itertuples(
-        index=False)}
+    names = _model_names(frame)
     rows = []
     for run in runs:
         for path in sorted((run.path / "training").glob("*/*/summary.json")):
@@ -148,6 +146,12 @@ def training_summaries(runs: list[Run], frame: pd.DataFrame) -> pd.DataFrame:
                 row[f"{stage}_end"] = (stages.get(stage) or {}).get("end")
             rows.append(row)
     return pd.DataFrame(rows, columns=["run", "model", "variant", *STAGE_COLUMNS])
+
+
+def _model_names(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(run, path-safe model folder) -> the model name the records use."""
+    pairs = frame[["run", "model"]].drop_duplicates().itertuples(index=False)
+    return {(run, safe_name(model)): model for run, model in pairs}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
