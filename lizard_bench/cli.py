@@ -11,15 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from lizard_bench.config import ConfigError, load_config
-from lizard_bench.data.corpus import CorpusError
+from lizard_bench.config import load_config
+from lizard_bench.errors import InputError
 from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
-from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError
+from lizard_bench.models.locate import EMBEDDED_MODELS
 from lizard_bench.report.commands import add_subcommands as add_report_commands
-from lizard_bench.results import RecordError
-
-# Users' errors: printed as one line, exit status 2. Anything else is a bug and keeps its traceback.
-_USER_ERRORS = (ConfigError, CorpusError, ModelNotFoundError, RecordError, KeyError, ValueError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except _USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"lizard-bench: error: {message}", file=sys.stderr)
+    except InputError as exc:  # the user's mistake: one line, exit 2; anything else is a bug with a traceback
+        print(f"lizard-bench: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from lizard_bench.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """A suite configuration problem, phrased as one line that says where and what to fix."""
 
 

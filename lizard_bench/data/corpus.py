@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lizard_bench.errors import InputError
+
 SPLITS = ("train", "heldout")
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError, ValueError):
     """A corpus spec that cannot be read; the message says what to pass instead."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lizard_bench.errors import UnknownNameError
+
 SHIPPED_TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 
 
@@ -90,7 +92,7 @@ SUITES: tuple[str, ...] = ("glue", "superglue", "paper")
 
 def get_spec(name: str) -> TaskSpec:
     if name not in SPECS_BY_NAME:
-        raise KeyError(f"unknown lm-eval task {name!r}: choose from {', '.join(SPECS_BY_NAME)}")
+        raise UnknownNameError(f"unknown lm-eval task {name!r}: choose from {', '.join(SPECS_BY_NAME)}")
     return SPECS_BY_NAME[name]
 
 

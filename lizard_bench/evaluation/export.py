@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lizard_bench.errors import InputError
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import EXPORT_MANIFEST
 from lizard_bench.evaluation.definitions import primary_definition
@@ -25,7 +26,7 @@ from lizard_bench.evaluation.definitions import primary_definition
 SplitLoader = Callable[[str, "str | None", str], Iterable[dict[str, Any]]]
 
 
-class ExportError(ValueError):
+class ExportError(InputError, ValueError):
     """An export that cannot be done; the message says which task and split, in one line."""
 
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from lizard_bench.config import SuiteConfig
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import DataUnavailable, plan_data
+from lizard_bench.probes.options import OptionError
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 
 # Suite YAML may set these under task_options.<task>; every lm-eval task accepts the same ones.
@@ -58,7 +59,7 @@ class LmEvalTask(Task):
     def _num_fewshot(self, options: dict[str, Any]) -> int:
         shots = options.get("num_fewshot", self.default_options["num_fewshot"])
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
-            raise ValueError(f"task_options.{self.name}.num_fewshot must be a non-negative integer, got {shots!r}")
+            raise OptionError(f"task_options.{self.name}.num_fewshot must be a non-negative integer, got {shots!r}")
         return shots
 
 

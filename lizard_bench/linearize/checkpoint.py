@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lizard_bench.errors import InputError
 from lizard_bench.linearize.config import LinearizeConfig
 from lizard_bench.linearize.convert import linearize, lizard_parameters
 from lizard_bench.linearize.training.config import LoraSettings
@@ -39,7 +40,7 @@ LORA_FILE = "lora.safetensors"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A directory that is not a usable linearized checkpoint."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from lizard_bench.errors import InputError
 from lizard_bench.linearize.attention import LizardAttention
 from lizard_bench.linearize.config import LinearizeConfig, method_config
 
@@ -19,7 +20,7 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(InputError, ValueError):
     """The model's architecture cannot be linearized by this package."""
 
 

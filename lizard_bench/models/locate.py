@@ -18,8 +18,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lizard_bench.errors import InputError
 
-class ModelNotFoundError(RuntimeError):
+
+class ModelNotFoundError(InputError, RuntimeError):
     """The named model cannot be found here; the message says what to install or pass."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lizard_bench.errors import InputError
 
-class OptionError(ValueError):
+
+class OptionError(InputError, ValueError):
     """A task option with a value of the wrong kind; the message names the option and what it needs."""
 
 

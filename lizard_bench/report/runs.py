@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lizard_bench.errors import InputError
 from lizard_bench.results import Record, RunStore
 
 
-class ReportError(ValueError):
+class ReportError(InputError, ValueError):
     """Bad input to a report or compare command; the message is one line saying what and where."""
 
 

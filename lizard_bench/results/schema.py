@@ -13,12 +13,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lizard_bench.errors import InputError
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "unavailable", "error", "oom", "timeout")
 DIRECTIONS = ("higher", "lower")
 
 
-class RecordError(ValueError):
+class RecordError(InputError, ValueError):
     """A record that does not match the schema; the message names the field."""
 
 

@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 
+from lizard_bench.errors import UnknownNameError
 from lizard_bench.tasks.api import Task
 
 ENTRY_POINT_GROUP = "lizard_bench.tasks"
@@ -54,5 +55,6 @@ def all_tasks() -> dict[str, type[Task]]:
 def get_task(name: str) -> Task:
     tasks = all_tasks()
     if name not in tasks:
-        raise KeyError(f"unknown task {name!r}: run `lizard-bench list tasks` to see the {len(tasks)} available")
+        raise UnknownNameError(
+            f"unknown task {name!r}: run `lizard-bench list tasks` to see the {len(tasks)} available")
     return tasks[name]()

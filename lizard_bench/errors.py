@@ -1,0 +1,20 @@
+"""The one base class for mistakes in a user's input, so the CLI can tell them from bugs.
+
+An :class:`InputError` (a bad config, a missing corpus, a model that cannot be read) is
+printed as one line and exits with status 2: the message says what was wrong and what to
+do, and a traceback would only hide it. Anything else that escapes is a bug in lizard-bench
+and keeps its traceback, so it can be reported and fixed.
+"""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Something the user passed (a flag, a file, a setting) is wrong; the message says how to fix it."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A task, variant or model name that is not known; a KeyError too, for code that looks names up."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
