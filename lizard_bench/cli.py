@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="local task data: DIR/<task>/<split>.jsonl (for offline machines)")
     run.add_argument("--seq-len", type=int, help="perplexity window length in tokens")
     run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
+    run.add_argument("--retrain", action="store_true",
+                     help="train the linearized variants again, replacing their matching checkpoints")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(
@@ -53,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N (one process; accelerate launch picks its own)")
     train.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
     train.add_argument("--kernel-backend", choices=("auto", "torch", "triton"))
-    train.add_argument("--results-dir", help="checkpoints go to RESULTS_DIR/checkpoints/<model>/<variant>/")
+    train.add_argument("--results-dir",
+                       help="checkpoints go to RESULTS_DIR/checkpoints/<model>/<variant>/<fingerprint>/")
+    train.add_argument("--retrain", action="store_true", help="train again, replacing matching checkpoints")
     train.set_defaults(handler=_train)
 
     listing = commands.add_parser("list", help="show available tasks, models or variants")
@@ -89,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     from lizard_bench.report_table import records_table  # heavy imports only once the config is valid
     from lizard_bench.runner import run_suite
 
-    summary = run_suite(config)
+    summary = run_suite(config, retrain=args.retrain)
     print()
     print(records_table(summary.records))
     print(f"\n{len(summary.records)} records in {summary.run_dir} "
@@ -114,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config or default_suite_path(), overrides)
     from lizard_bench.train_suite import train_suite, trained_table
 
-    trained = train_suite(config)
+    trained = train_suite(config, retrain=args.retrain)
     from accelerate import PartialState  # set up by the training: one table, from the main process
 
     if PartialState().is_main_process:

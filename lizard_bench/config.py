@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ class SuiteConfig:
 
 
 _NESTED = {"perplexity": PerplexityBudget}
+# a run id names one folder under results_dir: no separators, no '..', nothing hidden
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SuiteConfig:
@@ -171,8 +174,15 @@ def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> Non
 def _validate(config: SuiteConfig, where: str) -> None:
     if config.limit is not None and (not isinstance(config.limit, int) or config.limit < 1):
         raise ConfigError(f"{where}: 'limit' must be a positive integer or null, got {config.limit!r}")
-    if config.run_id is not None and (not isinstance(config.run_id, str) or "/" in config.run_id):
-        raise ConfigError(f"{where}: 'run_id' must be a plain name without '/', got {config.run_id!r}")
+    if config.run_id is not None and not (isinstance(config.run_id, str) and PLAIN_NAME.fullmatch(config.run_id)):
+        raise ConfigError(f"{where}: 'run_id' must be a plain folder name (letters, digits, '.', '_', '-'; not "
+                          f"starting with '.'), got {config.run_id!r}")
+    if not 0 <= config.seed < 2**32:
+        raise ConfigError(f"{where}: 'seed' must be between 0 and 2**32 - 1 (numpy's range), got {config.seed}")
+    if not config.results_dir.strip():
+        raise ConfigError(f"{where}: 'results_dir' must name a folder, got {config.results_dir!r}")
+    if config.perplexity.batch_size < 1:
+        raise ConfigError(f"{where}: 'perplexity.batch_size' must be >= 1, got {config.perplexity.batch_size}")
     for name in ("models", "variants", "tasks"):
         if not getattr(config, name):
             raise ConfigError(f"{where}: '{name}' must name at least one entry")

@@ -6,7 +6,8 @@ whose data is missing yields an 'unavailable' record; a task that fails yields a
 record with the message, and the suite goes on; so does a variant that cannot be built
 (its training fails, say): each of its tasks gets an 'error' record naming the cause, and a
 resumed run tries to build it again. Errors in the user's input (an unknown model, a bad
-config, a missing corpus) still stop the run at once, since they would fail every unit.
+config, a missing corpus) are found before the run directory exists (:mod:`lizard_bench.preflight`),
+and one that only shows once a model loads (a corrupt tensor) stops the run with one line.
 """
 
 from __future__ import annotations
@@ -23,16 +24,14 @@ import numpy as np
 import torch
 
 from lizard_bench.config import ConfigError, SuiteConfig
-from lizard_bench.data.corpus import CorpusError, load_corpus
-from lizard_bench.kernels import select_backend
-from lizard_bench.models.loading import load_model, resolve_device
-from lizard_bench.models.locate import ModelNotFoundError
-from lizard_bench.models.variants import prepare_variant, resolve_variant, training_config
+from lizard_bench.data.corpus import load_corpus
+from lizard_bench.errors import InputError
+from lizard_bench.models.loading import load_model
+from lizard_bench.models.variants import prepare_variant, resolve_variant
+from lizard_bench.preflight import preflight
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
-from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable, get_task
-
-INPUT_ERRORS = (ConfigError, CorpusError, ModelNotFoundError)  # wrong for every unit: stop the run
+from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable
 
 
 @dataclass
@@ -53,39 +52,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_suite(config: SuiteConfig) -> RunSummary:
-    """Run every unfinished unit of ``config`` and return all records of the run directory."""
-    tasks = [get_task(name) for name in config.tasks]
-    check_task_options(config, tasks)
-    for variant in config.variants:
-        resolve_variant(variant, config)  # fail on a typo before loading any model
-    for task_name, variants in config.task_variants.items():  # names absent from this run (flags) are fine
-        get_task(task_name)
-        for variant in variants:
-            resolve_variant(variant, config)
-    if any(resolve_variant(v, config).method for v in config.variants):
-        training_config(config)  # and on a bad training section
+def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
+    """Run every unfinished unit of ``config`` and return all records of the run directory.
+
+    Everything checkable is checked first (:func:`~lizard_bench.preflight.preflight`); the run
+    directory is created only after that. ``retrain`` trains the linearized variants again even
+    where a matching checkpoint exists (replacing it, which is otherwise never done).
+    """
+    plan = preflight(config)
     run_id = config.run_id or new_run_id(config)
     store = RunStore(Path(config.results_dir) / run_id)
-    device = resolve_device(config.device)
-    backend = select_backend(device, None if config.kernel_backend == "auto" else config.kernel_backend)
+    store.remove_partial_files()
     base_provenance = run_provenance(
-        device=device, kernel_backend=backend, seed=config.seed, config_hash=config.config_hash()
+        device=plan.device, kernel_backend=plan.backend, seed=config.seed, config_hash=config.config_hash()
     )
     _check_or_write_manifest(store, config, run_id, base_provenance)
-    context = TaskContext(config=config, corpus=functools.cache(lambda: load_corpus(config.corpus)))
+    corpus = plan.corpus
+    context = TaskContext(config=config, corpus=(lambda: corpus) if corpus is not None
+                          else functools.cache(lambda: load_corpus(config.corpus)))
 
     skipped = ran = 0
     for model_name in config.models:
         for variant_name in config.variants:
-            planned = [t for t in tasks if config.runs(t.name, variant_name)]
+            planned = [t for t in plan.tasks if config.runs(t.name, variant_name)]
             pending = [t for t in planned if not store.unit_done(model_name, variant_name, t.name)]
             skipped += len(planned) - len(pending)
             if not pending:
                 continue
             try:
-                handle = build_handle(config, model_name, variant_name, backend, run_dir=store.run_dir)
-            except INPUT_ERRORS:
+                handle = build_handle(config, model_name, variant_name, plan.backend, run_dir=store.run_dir,
+                                      retrain=retrain)
+            except InputError:
                 raise
             except Exception as exc:
                 traceback.print_exc()
@@ -103,21 +100,14 @@ def run_suite(config: SuiteConfig) -> RunSummary:
     return RunSummary(run_dir=store.run_dir, records=store.read_records(), skipped_units=skipped, ran_units=ran)
 
 
-def check_task_options(config: SuiteConfig, tasks: list[Task]) -> None:
-    """Options for tasks not in the suite, or keys a task does not declare, are typos: refuse them."""
-    names = {task.name: task for task in tasks}
-    for task_name, options in config.task_options.items():
-        if task_name not in names:
-            raise ConfigError(f"task_options names task {task_name!r}, which is not in this suite's tasks")
-        unknown = sorted(set(options) - set(names[task_name].default_options))
-        if unknown:
-            known = ", ".join(sorted(names[task_name].default_options)) or "none"
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for task {task_name!r} (known: {known})")
-
-
 def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, provenance: dict) -> None:
+    """A new run writes its manifest; a resumed one must have the same config.
+
+    A run directory without records (a start that failed while loading, say) holds nothing to
+    lose, so it is started afresh under the new settings instead of being refused.
+    """
     existing = store.read_manifest()
-    if existing is not None:
+    if existing is not None and store.has_records():
         if existing.get("config_hash") != config.config_hash():
             raise ConfigError(
                 f"run {run_id!r} in {store.run_dir} was started with a different config; "
@@ -133,16 +123,16 @@ def _check_or_write_manifest(store: RunStore, config: SuiteConfig, run_id: str, 
     })
 
 
-def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str, *, run_dir: Path
-                 ) -> ModelHandle:
+def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backend: str, *, run_dir: Path,
+                 retrain: bool = False) -> ModelHandle:
     """Load ``model_name`` and turn it into ``variant_name``: deterministic, so a child process can rebuild it.
 
-    Linearized variants are trained on first use and loaded from their checkpoint after that.
+    Linearized variants are trained on first use (or when ``retrain``) and loaded from their checkpoint after that.
     """
     seed_everything(config.seed)
     loaded = load_model(model_name, device=config.device, dtype=config.dtype)
     summary = prepare_variant(loaded, resolve_variant(variant_name, config), backend, config=config,
-                              model_name=model_name, run_dir=run_dir)
+                              model_name=model_name, run_dir=run_dir, retrain=retrain)
     return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend,
                        variant_summary=summary,
                        rebuild=(build_handle, (config, model_name, variant_name, backend), {"run_dir": run_dir}))

@@ -21,6 +21,7 @@ from lizard_bench.kernels import select_backend
 from lizard_bench.linearize.checkpoint import read_manifest
 from lizard_bench.models.loading import load_model
 from lizard_bench.models.variants import prepare_variant, resolve_variant, training_config
+from lizard_bench.preflight import preflight
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,15 @@ def refuse_multiprocess_evaluation() -> None:
         )
 
 
-def train_suite(config: SuiteConfig) -> list[TrainedVariant]:
-    """Train (or find) the checkpoint of every linearized variant × model of ``config``."""
+def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVariant]:
+    """Train (or find) the checkpoint of every linearized variant × model of ``config``; ``retrain`` replaces them."""
     specs = [resolve_variant(name, config) for name in config.variants]
     linearized = [spec for spec in specs if spec.method is not None]
     if not linearized:
         raise ConfigError(f"nothing to train: the suite's variants ({', '.join(config.variants)}) are all the "
                           "softmax teacher; add a linearized one with --variant (e.g. lizard)")
-    train = training_config(config)  # a bad training section fails before any model loads
+    preflight(config, evaluate=False)  # models, training corpus, devices, paths: before any model loads
+    train = training_config(config)
 
     from lizard_bench.linearize.training.loop import make_accelerator
 
@@ -64,7 +66,8 @@ def train_suite(config: SuiteConfig) -> list[TrainedVariant]:
     for model_name in config.models:
         for spec in linearized:
             loaded = load_model(model_name, device=load_device, dtype=config.dtype)  # each variant from the teacher
-            summary = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None)
+            summary = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
+                                      retrain=retrain)
             stages = ((read_manifest(summary["checkpoint_dir"]) or {}).get("summary") or {}).get("stages", {})
             trained.append(TrainedVariant(model_name, spec.name, summary["checkpoint_dir"],
                                           summary["from_checkpoint"], stages))

@@ -15,6 +15,7 @@ import torch
 from lizard_bench.bench import memory, workloads
 from lizard_bench.bench.measure import Timing, cpu_peak_memory_supported, timed
 from lizard_bench.bench.sweep import sweep
+from lizard_bench.probes import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 
 CPU_LENGTHS = [512, 2048, 8192]
@@ -33,12 +34,22 @@ class EfficiencyTask(Task):
         "budget_s": 300.0,  # per call; longer points are recorded as 'timeout'
     }
 
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "lengths": None if options["lengths"] is None else check.int_list(options, self.name, "lengths"),
+            "batch_size": check.positive_int(options, self.name, "batch_size"),
+            "decode_tokens": check.positive_int(options, self.name, "decode_tokens"),
+            "warmup": check.non_negative_int(options, self.name, "warmup"),
+            "repeats": check.positive_int(options, self.name, "repeats"),
+            "budget_s": check.positive_number(options, self.name, "budget_s"),
+        }
+
     def settings(self, handle: ModelHandle, context: TaskContext) -> dict[str, Any]:
         options = context.options(self)
         lengths = options["lengths"] or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
         if context.limit is not None:
             lengths = sorted(lengths)[: context.limit]
-        return {**options, "lengths": [int(length) for length in lengths]}
+        return {**options, "lengths": lengths}
 
     def shared_details(self, handle: ModelHandle, settings: dict[str, Any]) -> dict[str, Any]:
         return {

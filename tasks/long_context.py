@@ -60,22 +60,32 @@ class Passkey(Task):
         "window": None,
     }
 
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "lengths": check.int_list(options, self.name, "lengths"),
+            "depths": check.fraction_list(options, self.name, "depths"),
+            "trials": check.positive_int(options, self.name, "trials"),
+            "key_tokens": check.int_range(options, self.name, "key_tokens"),
+            "filler": check.choice(options, self.name, "filler", ("repeat", "corpus")),
+            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
+            "window": check.positive_int(options, self.name, "window", allow_none=True),
+        }
+
+    def reads_corpus(self, options: dict[str, Any]) -> bool:
+        return options["filler"] == "corpus"
+
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        lengths = check.int_list(options, self.name, "lengths")
-        depths = check.fraction_list(options, self.name, "depths")
-        window = _split_window(handle, options, self.name)
-        filler_kind = check.choice(options, self.name, "filler", ("repeat", "corpus"))
-        filler = (repeated_filler(handle.tokenizer) if filler_kind == "repeat"
+        filler = (repeated_filler(handle.tokenizer) if options["filler"] == "repeat"
                   else _corpus_filler(handle, context, ["heldout"]))
         prompts = passkey_prompts(
-            handle.tokenizer, filler, lengths=lengths, depths=depths,
-            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
-            seed=context.seed, key_tokens=check.int_range(options, self.name, "key_tokens"),
+            handle.tokenizer, filler, lengths=options["lengths"], depths=options["depths"],
+            trials=trials_per_cell(options["trials"], context.limit), seed=context.seed,
+            key_tokens=options["key_tokens"],
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name,
-                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
-        return [*_length_depth_grid(outcomes, {"filler": filler.source}), *_window_split(outcomes, window)]
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
+        return [*_length_depth_grid(outcomes, {"filler": filler.source}),
+                *_window_split(outcomes, options["window"] or _variant_window(handle))]
 
 
 @register_task
@@ -94,19 +104,28 @@ class Needle(Task):
         "max_new_tokens": 12,
     }
 
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "lengths": check.int_list(options, self.name, "lengths"),
+            "depths": check.fraction_list(options, self.name, "depths"),
+            "trials": check.positive_int(options, self.name, "trials"),
+            "number_digits": check.positive_int(options, self.name, "number_digits"),
+            "haystack_splits": check.choice_list(options, self.name, "haystack_splits", SPLITS),
+            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
+        }
+
+    def reads_corpus(self, options: dict[str, Any]) -> bool:
+        return True
+
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        splits = check.choice_list(options, self.name, "haystack_splits", SPLITS)
-        haystack = _corpus_filler(handle, context, splits)
+        haystack = _corpus_filler(handle, context, options["haystack_splits"])
         prompts = needle_prompts(
-            handle.tokenizer, haystack,
-            lengths=check.int_list(options, self.name, "lengths"),
-            depths=check.fraction_list(options, self.name, "depths"),
-            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
-            seed=context.seed, number_digits=check.positive_int(options, self.name, "number_digits"),
+            handle.tokenizer, haystack, lengths=options["lengths"], depths=options["depths"],
+            trials=trials_per_cell(options["trials"], context.limit), seed=context.seed,
+            number_digits=options["number_digits"],
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name,
-                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
         return _length_depth_grid(outcomes, {"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
 
 
@@ -125,18 +144,23 @@ class AssocRecall(Task):
         "max_new_tokens": 8,
     }
 
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pairs": check.int_list(options, self.name, "pairs"),
+            "lengths": check.int_list(options, self.name, "lengths", allow_empty=True),
+            "trials": check.positive_int(options, self.name, "trials"),
+            "value_digits": check.positive_int(options, self.name, "value_digits"),
+            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
+        }
+
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        lengths = check.int_list(options, self.name, "lengths", allow_empty=True)
         prompts = assoc_recall_prompts(
-            handle.tokenizer, repeated_filler(handle.tokenizer),
-            pairs=check.int_list(options, self.name, "pairs"),
-            lengths=lengths or [None],
-            trials=trials_per_cell(check.positive_int(options, self.name, "trials"), context.limit),
-            seed=context.seed, value_digits=check.positive_int(options, self.name, "value_digits"),
+            handle.tokenizer, repeated_filler(handle.tokenizer), pairs=options["pairs"],
+            lengths=options["lengths"] or [None], trials=trials_per_cell(options["trials"], context.limit),
+            seed=context.seed, value_digits=options["value_digits"],
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name,
-                                  max_new_tokens=check.positive_int(options, self.name, "max_new_tokens"))
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
 
         def per_pairs(o: Outcome) -> tuple[str, dict[str, Any]]:
             pairs, _ = o.prompt.cell
@@ -168,11 +192,20 @@ class LengthExtrapolation(Task):
         "windows": 4,  # windows per length (capped by the suite's limit and by the held-out text)
     }
 
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "lengths": check.int_list(options, self.name, "lengths", minimum=2),
+            "tail_tokens": check.positive_int(options, self.name, "tail_tokens", allow_none=True),
+            "windows": check.positive_int(options, self.name, "windows"),
+        }
+
+    def reads_corpus(self, options: dict[str, Any]) -> bool:
+        return True
+
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        lengths = check.int_list(options, self.name, "lengths", minimum=2)
-        tail = check.positive_int(options, self.name, "tail_tokens", allow_none=True)
-        windows = trials_per_cell(check.positive_int(options, self.name, "windows"), context.limit)
+        lengths, tail = options["lengths"], options["tail_tokens"]
+        windows = trials_per_cell(options["windows"], context.limit)
         corpus = _load_corpus(context)
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
         plan = plan_windows(len(stream), lengths, tail, windows)
@@ -230,10 +263,8 @@ def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[M
 DEFAULT_SPLIT_WINDOW = 128  # Lizard's window: the split the teacher's passkeys are reported with
 
 
-def _split_window(handle: ModelHandle, options: dict[str, Any], task: str) -> int:
-    """The distance that separates 'within the window' from 'beyond it' for this variant."""
-    if options.get("window") is not None:
-        return check.positive_int(options, task, "window")
+def _variant_window(handle: ModelHandle) -> int:
+    """The variant's own softmax window: what separates 'within the window' from 'beyond it' by default."""
     lizard = getattr(getattr(handle.model, "config", None), "lizard", None) or {}
     return int(lizard.get("window") or DEFAULT_SPLIT_WINDOW)
 

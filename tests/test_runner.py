@@ -125,9 +125,17 @@ def test_unknown_task_options_are_refused(tmp_path, model_dir, corpus_file):
     config = suite(tmp_path, model_dir, corpus_file, task_options={"corpus_perplexity": {"windw": 3}})
     with pytest.raises(ConfigError, match="unknown option\\(s\\) windw for task 'corpus_perplexity'"):
         run_suite(config)
-    config = suite(tmp_path, model_dir, corpus_file, task_options={"passkey": {}})
-    with pytest.raises(ConfigError, match="not in this suite's tasks"):
+    config = suite(tmp_path, model_dir, corpus_file, task_options={"pasky": {}})
+    with pytest.raises(KeyError, match="unknown task 'pasky'"):
         run_suite(config)
+    assert not (tmp_path / "results").exists(), "a refused run creates no run directory"
+
+
+def test_options_of_tasks_left_out_by_a_task_subset_are_ignored(tmp_path, model_dir, corpus_file):
+    """`--task X` on a suite that sets options for other tasks (the default suite's passkey) runs X."""
+    config = suite(tmp_path, model_dir, corpus_file, task_options={"passkey": {"lengths": [64]}})
+    summary = run_suite(config)
+    assert {r.task for r in summary.records} == {"corpus_perplexity"}
 
 
 TINY_TRAINING = {"seq_len": 32, "eval_windows": 1, "checkpoint_every": 0,

@@ -10,6 +10,7 @@ into training.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ def load_corpus(spec: str) -> Corpus:
     if spec.startswith("hf:"):
         return hub_corpus(spec[3:])
     path = Path(spec).expanduser()
+    if path.suffix in (".txt", ".jsonl") and not path.exists():
+        raise CorpusError(f"corpus file {spec} does not exist: check the path, or pass 'pydoc' (the embedded corpus)")
     if path.is_dir():
         return Corpus(name=spec, documents=[_text_document(p, root=path) for p in sorted(path.rglob("*.txt"))])
     if path.suffix == ".txt" and path.is_file():
@@ -91,12 +94,22 @@ def pydoc_corpus() -> Corpus:
 
 
 def _text_document(path: Path, root: Path) -> Document:
-    return Document(doc_id=str(path.relative_to(root)), text=path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path} is not UTF-8 text (byte {exc.start}): pass plain text files") from None
+    return Document(doc_id=str(path.relative_to(root)), text=text)
 
 
 def _jsonl_documents(path: Path) -> Iterable[Document]:
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number in itertools.count(1):
+            try:
+                line = handle.readline()
+            except UnicodeDecodeError:
+                raise CorpusError(f"{path}:{number}: not UTF-8 text: pass a JSON Lines file") from None
+            if not line:
+                return
             if not line.strip():
                 continue
             try:
@@ -104,6 +117,8 @@ def _jsonl_documents(path: Path) -> Iterable[Document]:
                 text = row["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise CorpusError(f"{path}:{number}: expected a JSON object with a 'text' field") from None
+            if not isinstance(text, str):
+                raise CorpusError(f"{path}:{number}: 'text' must be a string, got {type(text).__name__}")
             yield Document(doc_id=str(row.get("id", number)), text=text)
 
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from lizard_bench.config import SuiteConfig
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import DataUnavailable, plan_data
+from lizard_bench.probes import options as check
 from lizard_bench.probes.options import OptionError
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 
@@ -55,6 +56,19 @@ class LmEvalTask(Task):
             values.append(MetricValue(metric, value, stderr,
                                       {**details, "paper_metric": metric == self.spec.paper_metric}))
         return values
+
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        if options["add_bos_token"] not in (None, True, False):
+            raise OptionError(f"{self.name}.add_bos_token must be true, false or null, "
+                              f"got {options['add_bos_token']!r}")
+        return {
+            **options,
+            "num_fewshot": self._num_fewshot(options),
+            "batch_size": check.positive_int(options, self.name, "batch_size"),
+            "max_length": check.positive_int(options, self.name, "max_length", allow_none=True),
+            "max_gen_toks": check.positive_int(options, self.name, "max_gen_toks"),
+            "bootstrap_iters": check.non_negative_int(options, self.name, "bootstrap_iters"),
+        }
 
     def _num_fewshot(self, options: dict[str, Any]) -> int:
         shots = options.get("num_fewshot", self.default_options["num_fewshot"])

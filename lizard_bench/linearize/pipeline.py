@@ -1,10 +1,11 @@
 """From a teacher to a ready linearized model: reuse a matching checkpoint, or linearize and train.
 
-The runner calls :func:`prepare_linearized` once per (model, variant). A finished checkpoint
-is reused only when it was trained on the same base weights (content hash), the same
-linearization config and the same training recipe; otherwise the model is linearized and
-trained (stage 1 attention transfer, then stage 2 LoRA alignment, either skipped by a zero
-budget), resuming from the last training-state checkpoint if an earlier attempt was
+The runner calls :func:`prepare_linearized` once per (model, variant), with a checkpoint
+folder named after what determines the checkpoint (:func:`checkpoint_fingerprint`: base
+weights by content hash, linearization config, training recipe), so a changed setting gets
+a new folder and never overwrites a finished checkpoint. A finished checkpoint is reused;
+otherwise the model is linearized and trained (stage 1 attention transfer, then stage 2 LoRA
+alignment, either skipped by a zero budget), resuming from the last training-state checkpoint if an earlier attempt was
 interrupted, and saved. The returned summary says what it cost and what it achieved.
 
 Under ``accelerate launch`` every process calls this function alike; only the main process
@@ -25,7 +26,13 @@ import torch
 from torch import nn
 
 from lizard_bench.data.corpus import Corpus, CorpusError
-from lizard_bench.linearize.checkpoint import base_model_hash, load_linearized, read_manifest, save_linearized
+from lizard_bench.linearize.checkpoint import (
+    CheckpointError,
+    base_model_hash,
+    load_linearized,
+    read_manifest,
+    save_linearized,
+)
 from lizard_bench.linearize.config import LinearizeConfig, method_config
 from lizard_bench.linearize.convert import linearize
 from lizard_bench.linearize.teacher_init import initialise_from_teacher
@@ -64,17 +71,28 @@ class PreparedVariant:
         }
 
 
+def checkpoint_fingerprint(base_hash: str, config: LinearizeConfig, train: TrainConfig) -> str:
+    """What determines a checkpoint: the base weights (their hash covers the dtype), the method config, the recipe.
+
+    ``train.corpus`` must already be the corpus's name (see :func:`prepare_linearized`).
+    """
+    return fingerprint_hash({"base_sha256": base_hash, "linearize": config.to_dict()}, train.fingerprint())
+
+
 def prepare_linearized(
     model: nn.Module, tokenizer, *, model_name: str, method: str, options: dict[str, Any], train: TrainConfig,
     corpus: Corpus | str | None, checkpoint_dir: Path, log_dir: Path | None, kernel_backend: str | None = None,
     merge_lora: bool = True, on_step: Callable[[StepInfo], None] | None = None, progress: bool = True,
+    retrain: bool = False, base_hash: str | None = None,
 ) -> PreparedVariant:
     """Turn the teacher ``model`` into its linearized variant in place (see the module docstring).
 
     ``corpus`` defaults to ``train.corpus``; ``log_dir`` receives ``stage1.jsonl`` and
     ``stage2.jsonl``; ``merge_lora`` folds the stage-2 adapters into the projections after
     saving them; ``on_step`` is called after every optimizer step (a hook for tests and
-    progress reporting).
+    progress reporting). A ``checkpoint_dir`` holding another checkpoint (other base weights,
+    method or recipe) is refused, never replaced; ``retrain`` trains from scratch over a
+    matching one. ``base_hash`` skips hashing the teacher again when the caller has.
     """
     checkpoint_dir = Path(checkpoint_dir)
     config = method_config(method, **options)
@@ -82,20 +100,26 @@ def prepare_linearized(
     # the corpus actually used identifies the run; a spec's name is the spec, so a finished checkpoint
     # is found without reading (or downloading) the corpus
     train = dataclasses.replace(train, corpus=corpus.name if isinstance(corpus, Corpus) else corpus)
-    base_hash = base_model_hash(model)
+    base_hash = base_hash or base_model_hash(model)
     identity = {"base_sha256": base_hash, "linearize": config.to_dict()}
-    train_fingerprint = fingerprint_hash(identity, train.fingerprint())
+    train_fingerprint = checkpoint_fingerprint(base_hash, config, train)
 
     manifest = read_manifest(checkpoint_dir)
-    if manifest is not None and manifest.get("train_fingerprint") == train_fingerprint:
+    if manifest is not None and manifest.get("train_fingerprint") != train_fingerprint:
+        raise CheckpointError(
+            f"{checkpoint_dir} holds a checkpoint of another base model, method or recipe "
+            f"(fingerprint {str(manifest.get('train_fingerprint'))[:12]}, this one {train_fingerprint[:12]}): "
+            "pass another checkpoint folder; checkpoints are never replaced implicitly"
+        )
+    if manifest is not None and not retrain:
         load_linearized(model, checkpoint_dir, kernel_backend=kernel_backend, merge=merge_lora, base_hash=base_hash)
         model.eval()
         summary = manifest.get("summary") or {}
         return PreparedVariant(model, config, checkpoint_dir, base_hash, True, summary.get("stages", {}),
                                summary.get("teacher_lm_loss"))
-    if manifest is not None:
-        logger.warning("%s holds a checkpoint for another base model, method or recipe: training anew and "
-                       "replacing it", checkpoint_dir)
+    if retrain:
+        logger.warning("retraining %s from scratch, as asked: its checkpoint is replaced", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir / TRAIN_STATE_DIR, ignore_errors=True)
 
     with torch.random.fork_rng(devices=[]):  # the added parameters' initial values depend on the seed only
         torch.manual_seed(train.seed)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from lizard_bench.errors import InputError
+from lizard_bench.models.inspect import ModelFileError
 from lizard_bench.models.locate import ModelNotFoundError, ModelSource, locate_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -40,22 +46,51 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> Lo
     source = locate_model(name)
     torch_dtype = DTYPES[dtype]
     target = resolve_device(device)
-    try:
+    with _loading_errors(name, source):
+        tokenizer = load_tokenizer(source)
         if source.kind == "gguf":
             directory, filename = source.gguf_dir_and_file
             with _quiet_transformers():
-                tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
         else:
-            tokenizer = AutoTokenizer.from_pretrained(source.location)
             model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype)
+    model.to(target).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=target)
+
+
+def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
+    """The tokenizer alone (a few seconds for GGUF, which parses the file's vocabulary)."""
+    with _loading_errors(source.name, source):
+        if source.kind == "gguf":
+            directory, filename = source.gguf_dir_and_file
+            with _quiet_transformers():
+                return AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+        return AutoTokenizer.from_pretrained(source.location)
+
+
+@contextlib.contextmanager
+def _loading_errors(name: str, source: ModelSource) -> Iterator[None]:
+    """Files that passed the header checks but still fail to load are the user's input: one line, not a traceback.
+
+    transformers and safetensors raise OSError for missing or unreadable files and
+    SafetensorError (or ValueError / RuntimeError) for corrupt tensor data.
+    """
+    try:
+        yield
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1 is set: download it on a connected machine first)" if offline else ""
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFoundError(f"could not load model {name!r} from {source.location}{hint}: {first_line}") from None
-    model.to(target).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=target)
+        raise ModelNotFoundError(f"could not load model {name!r} from {source.location}{hint}: "
+                                 f"{_first_line(exc)}") from None
+    except (SafetensorError, ValueError, RuntimeError, EOFError, struct.error) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise ModelFileError(f"model {name!r} from {source.location} has unreadable weights "
+                             f"({type(exc).__name__}: {_first_line(exc)}): re-save or re-download it") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class _quiet_transformers:

@@ -87,9 +87,23 @@ def locate_model(name: str, *, cache_dir: Path | None = None, allow_download: bo
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path} is a directory without config.json: pass a saved transformers model")
         return ModelSource(name=name, kind="directory", location=str(path.resolve()))
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFoundError(f"model path {name!r} does not exist (pass a hub id like org/name or a directory)")
+    if path.suffix in WEIGHT_SUFFIXES:
+        raise ModelNotFoundError(f"{name!r} names a weights file: pass the directory that holds it with its "
+                                 "config.json and tokenizer (or a .gguf file)")
+    if _looks_like_a_path(name, path):
+        raise ModelNotFoundError(f"model path {name!r} does not exist here (check the spelling; a hub id is "
+                                 "org/name with no local folder of that org)")
     return ModelSource(name=name, kind="hub", location=name)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _looks_like_a_path(name: str, path: Path) -> bool:
+    """A name that cannot be a hub id, or whose first folder exists here (a typo in a relative path)."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return True
+    return "/" in name and path.parent.is_dir()
 
 
 def locate_embedded(model: EmbeddedModel, *, cache_dir: Path, allow_download: bool) -> Path:

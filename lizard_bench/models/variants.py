@@ -4,8 +4,9 @@ Every variant runs its attention through the shared kernels, so comparisons betw
 are like for like. A linearized variant is named after its method (``lizard``, ``lolcats``,
 the ablations); ``variant_options`` in a suite tunes a built-in one or defines a new name
 (``{lizard_hybrid: {method: lizard, softmax_layers: [0, 15]}}``). Its checkpoint lives under
-``<results_dir>/checkpoints/<model>/<variant>/`` and is trained once, then reused by every
-run whose base weights, method options and training recipe match.
+``<results_dir>/checkpoints/<model>/<variant>/<fingerprint>/`` and is trained once, then reused
+by every run whose base weights, method options and training recipe match; any other
+combination gets its own folder, so no setting change ever replaces a checkpoint.
 """
 
 from __future__ import annotations
@@ -76,21 +77,25 @@ def training_config(config: SuiteConfig):
 
 
 def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,
-                    model_name: str, run_dir: Path | None) -> dict[str, Any]:
+                    model_name: str, run_dir: Path | None, retrain: bool = False) -> dict[str, Any]:
     """Turn the loaded teacher into ``spec`` in place; returns a summary for provenance (empty for the teacher).
 
-    ``run_dir`` (when given) receives a copy of the variant's training logs and summary.
+    ``run_dir`` (when given) receives a copy of the variant's training logs and summary;
+    ``retrain`` trains again over a matching checkpoint instead of loading it.
     """
     use_kernel_attention(loaded.model, backend)  # hybrid softmax layers and distillation targets use it too
     if spec.method is None:
         return {}
+    from lizard_bench.linearize.checkpoint import base_model_hash
     from lizard_bench.linearize.pipeline import prepare_linearized
 
-    checkpoint_dir = Path(config.results_dir) / "checkpoints" / safe_name(model_name) / safe_name(spec.name)
+    train = training_config(config)
+    base_hash = base_model_hash(loaded.model)
+    checkpoint_dir = checkpoint_folder(Path(config.results_dir), model_name, spec, base_hash, train)
     prepared = prepare_linearized(
         loaded.model, loaded.tokenizer, model_name=model_name, method=spec.method, options=spec.options,
-        train=training_config(config), corpus=None, checkpoint_dir=checkpoint_dir,
-        log_dir=checkpoint_dir / "logs", kernel_backend=backend,
+        train=train, corpus=None, checkpoint_dir=checkpoint_dir, log_dir=checkpoint_dir / "logs",
+        kernel_backend=backend, retrain=retrain, base_hash=base_hash,
     )
     summary = prepared.summary()
     if run_dir is not None:
@@ -98,6 +103,23 @@ def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, con
                               summary)
     return {"checkpoint_dir": summary["checkpoint_dir"], "base_sha256": summary["base_sha256"],
             "from_checkpoint": summary["from_checkpoint"], "method": spec.method}
+
+
+def checkpoint_folder(results_dir: Path, model_name: str, spec: VariantSpec, base_hash: str, train) -> Path:
+    """``checkpoints/<model>/<variant>/<fingerprint>/``: one folder per base weights × method config × recipe.
+
+    A checkpoint written before folders were keyed (``checkpoints/<model>/<variant>/`` itself)
+    is still used in place when its fingerprint matches; otherwise it is left alone.
+    """
+    from lizard_bench.linearize.checkpoint import read_manifest
+    from lizard_bench.linearize.pipeline import checkpoint_fingerprint
+
+    variant_root = results_dir / "checkpoints" / safe_name(model_name) / safe_name(spec.name)
+    fingerprint = checkpoint_fingerprint(base_hash, method_config(spec.method, **spec.options), train)
+    legacy = read_manifest(variant_root)
+    if legacy is not None and legacy.get("train_fingerprint") == fingerprint:
+        return variant_root
+    return variant_root / fingerprint[:16]
 
 
 def _copy_training_record(logs: Path, destination: Path, summary: dict[str, Any]) -> None:

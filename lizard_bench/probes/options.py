@@ -43,6 +43,20 @@ def positive_int(options: dict[str, Any], task: str, key: str, *, allow_none: bo
     return value
 
 
+def non_negative_int(options: dict[str, Any], task: str, key: str) -> int:
+    value = options[key]
+    if not _is_int(value) or value < 0:
+        raise OptionError(f"{task}.{key} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def positive_number(options: dict[str, Any], task: str, key: str) -> float:
+    value = options[key]
+    if not _is_number(value) or value <= 0:
+        raise OptionError(f"{task}.{key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def int_range(options: dict[str, Any], task: str, key: str) -> tuple[int, int]:
     value = options[key]
     if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value)

@@ -70,7 +70,21 @@ class RunStore:
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.is_file():
             return None
-        return json.loads(self.manifest_path.read_text())
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RecordError(f"{self.manifest_path} is not valid JSON ({exc}): restore it, or start a new run "
+                              "with another --run-id") from None
+
+    def has_records(self) -> bool:
+        """Whether any unit has finished (or failed) in this run: a manifest alone holds nothing to lose."""
+        return any((self.run_dir / "records").rglob("*.json"))
+
+    def remove_partial_files(self) -> None:
+        """Delete temporary files a killed write left behind (``.name.XXXX.tmp``; see :func:`atomic_write_text`)."""
+        if self.run_dir.is_dir():
+            for leftover in self.run_dir.rglob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def write_unit(self, model: str, variant: str, task: str, records: list[Record]) -> Path:
         """Write every record of a finished unit as one JSON list, atomically."""

@@ -79,8 +79,8 @@ class TaskContext:
         return self.config.limit
 
     def options(self, task: Task) -> dict[str, Any]:
-        """The task's declared defaults overridden by the suite's ``task_options[task.name]``."""
-        return {**task.default_options, **self.config.task_options.get(task.name, {})}
+        """The task's declared defaults overridden by the suite's ``task_options[task.name]``, checked."""
+        return task.suite_options(self.config)
 
 
 class Task(ABC):
@@ -96,6 +96,22 @@ class Task(ABC):
     def data_status(self, config: SuiteConfig) -> str | None:
         """None when the data is available; otherwise one line saying why not."""
         return None
+
+    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` as the task uses them, every value checked (an ``OptionError`` names a wrong one).
+
+        The runner calls this for every selected task before any model loads, so a wrong value
+        (``lengths: [-1]``) is refused in a second rather than after a variant has trained.
+        """
+        return options
+
+    def reads_corpus(self, options: dict[str, Any]) -> bool:
+        """Whether the task reads the suite's corpus (which is then loaded and checked up front)."""
+        return False
+
+    def suite_options(self, config: SuiteConfig) -> dict[str, Any]:
+        """The declared defaults overridden by the suite's ``task_options[self.name]``, parsed."""
+        return self.parse_options({**self.default_options, **config.task_options.get(self.name, {})})
 
     @abstractmethod
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:

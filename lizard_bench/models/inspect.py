@@ -1,0 +1,195 @@
+"""What a model is, read from its headers without loading its weights.
+
+A truncated download or a garbage file otherwise fails minutes later, deep inside
+transformers, after other variants have trained; and a model that cannot be linearized (a
+GPT-2) would load before being refused. Reading the GGUF header, ``config.json`` and the
+safetensors headers takes well under a second and lets the run refuse such input up front.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from lizard_bench.errors import InputError
+from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError, ModelSource
+
+# architectures whose learned position table is a hard limit on the sequence length
+ABSOLUTE_POSITION_TYPES = ("gpt2", "gpt_neo", "gpt_bigcode", "opt", "biogpt")
+
+
+class ModelFileError(InputError):
+    """A model file that exists but cannot be what it claims to be (truncated, garbage, no weights)."""
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The few properties a suite is checked against before the model loads."""
+
+    model_type: str | None  # transformers' model_type ('llama', 'gpt2', ...); None when unknown (hub, offline)
+    has_kv_heads: bool  # the config names num_key_value_heads (Llama-family attention)
+    max_positions: int | None  # a hard sequence-length limit (learned absolute positions), else None
+
+
+def inspect_model(source: ModelSource) -> ModelFacts:
+    """Check ``source``'s files and return its :class:`ModelFacts`; raises :class:`ModelFileError` with advice."""
+    if source.kind == "gguf":
+        return _gguf_facts(Path(source.location))
+    if source.kind == "directory":
+        directory = Path(source.location)
+        _check_weight_files(directory)
+        return _config_facts(_read_config(directory / "config.json"))
+    return _hub_facts(source.location)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a readable JSON config ({exc}): re-save or re-download it") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path} must hold a JSON object: re-save or re-download the model")
+    return config
+
+
+def _config_facts(config: dict[str, Any]) -> ModelFacts:
+    model_type = config.get("model_type")
+    limit = config.get("n_positions") or config.get("max_position_embeddings")
+    return ModelFacts(model_type=model_type, has_kv_heads="num_key_value_heads" in config,
+                      max_positions=int(limit) if model_type in ABSOLUTE_POSITION_TYPES and limit else None)
+
+
+def _hub_facts(repo_id: str) -> ModelFacts:
+    """The hub model's config from the local cache, or a one-line refusal when offline without it."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import HfHubHTTPError
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        return _config_facts(_read_config(Path(cached)))
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelNotFoundError(
+            f"model {repo_id!r} is neither a local path nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 is set: "
+            "download it on a connected machine first, or pass a local directory, a .gguf file or an embedded "
+            f"alias ({', '.join(EMBEDDED_MODELS)})"
+        )
+    try:
+        return _config_facts(_read_config(Path(hf_hub_download(repo_id, "config.json"))))
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelNotFoundError(f"model {repo_id!r} is not a local path and the hub does not serve it: "
+                                 f"{first_line}") from None
+
+
+def _check_weight_files(directory: Path) -> None:
+    safetensors = sorted(directory.glob("*.safetensors"))
+    if not safetensors and not list(directory.glob("*.bin")) and not list(directory.glob("*.pt")):
+        raise ModelFileError(f"{directory} has a config.json but no weights (*.safetensors or *.bin): "
+                             "save the model with save_pretrained or download it completely")
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set((_read_config(index).get("weight_map") or {}).values())
+        missing = sorted(name for name in shards if not (directory / name).is_file())
+        if missing:
+            raise ModelFileError(f"{directory} lacks weight shard(s) {', '.join(missing)} named by {index.name}: "
+                                 "download the model completely")
+    for path in safetensors:
+        check_safetensors(path)
+
+
+def check_safetensors(path: Path) -> None:
+    """The header parses and every tensor's bytes lie inside the file (a truncated copy fails here)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            if header_len > size - 8:
+                raise ValueError("header longer than the file")
+            header = json.loads(handle.read(header_len))
+        end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is not a valid safetensors file ({exc}): re-save or re-download it") from None
+    if 8 + header_len + end > size:
+        raise ModelFileError(f"{path} is truncated ({size} bytes, its header needs {8 + header_len + end}): "
+                             "re-save or re-download it")
+
+
+# GGUF metadata value types (the GGUF specification): fixed sizes, 8 = string, 9 = array
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def _gguf_facts(path: Path) -> ModelFacts:
+    """Walk the GGUF header (metadata and tensor table) and check the tensor data fits in the file."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"GGUF":
+                raise ValueError("no GGUF magic number")
+            _version, tensor_count, kv_count = struct.unpack("<IQQ", _read(handle, 20))
+            metadata = {_read_string(handle): _read_value(handle) for _ in range(kv_count)}
+            tensors = [_read_tensor_info(handle) for _ in range(tensor_count)]
+            alignment = int(metadata.get("general.alignment", 32))
+            data_start = -(-handle.tell() // alignment) * alignment
+    except (ValueError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        raise ModelFileError(f"{path} is not a valid GGUF file ({exc}): re-download it or pass another model") from None
+    needed = data_start + max((offset + nbytes for offset, nbytes in tensors), default=0)
+    if needed > path.stat().st_size:
+        raise ModelFileError(f"{path} is truncated ({path.stat().st_size} bytes, its header needs {needed}): "
+                             "re-download it")
+    architecture = metadata.get("general.architecture")
+    return ModelFacts(model_type=architecture, has_kv_heads=f"{architecture}.attention.head_count_kv" in metadata,
+                      max_positions=None)
+
+
+def _read(handle: BinaryIO, count: int) -> bytes:
+    data = handle.read(count)
+    if len(data) != count:
+        raise ValueError("the header ends early")
+    return data
+
+
+def _read_string(handle: BinaryIO) -> str:
+    (length,) = struct.unpack("<Q", _read(handle, 8))
+    if length > 1 << 24:
+        raise ValueError(f"implausible string length {length}")
+    return _read(handle, length).decode("utf-8")
+
+
+def _read_value(handle: BinaryIO, kind: int | None = None) -> Any:
+    kind = struct.unpack("<I", _read(handle, 4))[0] if kind is None else kind
+    if kind in _GGUF_SCALARS:
+        fmt = "<" + _GGUF_SCALARS[kind]
+        return struct.unpack(fmt, _read(handle, struct.calcsize(fmt)))[0]
+    if kind == _GGUF_STRING:
+        return _read_string(handle)
+    if kind == _GGUF_ARRAY:
+        item_kind, count = struct.unpack("<IQ", _read(handle, 12))
+        if item_kind in _GGUF_SCALARS:  # skipped, not decoded: token scores and types are long
+            handle.seek(count * struct.calcsize(_GGUF_SCALARS[item_kind]), os.SEEK_CUR)
+            return None
+        for _ in range(count):
+            _read_value(handle, item_kind)
+        return None
+    raise ValueError(f"unknown metadata type {kind}")
+
+
+def _read_tensor_info(handle: BinaryIO) -> tuple[int, int]:
+    """(offset, bytes) of one tensor, its size from the quantisation's block size."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    _read_string(handle)
+    (dims,) = struct.unpack("<I", _read(handle, 4))
+    shape = struct.unpack(f"<{dims}Q", _read(handle, 8 * dims))
+    kind, offset = struct.unpack("<IQ", _read(handle, 12))
+    try:
+        block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+    except (ValueError, KeyError):
+        raise ValueError(f"unknown tensor type {kind}") from None
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    return offset, elements // block * block_bytes

@@ -1,0 +1,211 @@
+"""Everything about a run that can be checked before a model loads, checked in one place.
+
+A mistake found after loading costs minutes (and, before this check existed, could train a
+variant first, then write an 'error' record per task). So before any model time is spent,
+:func:`preflight` checks the suite's names and every selected task's option values, the
+devices, kernel backend and paths, each model's files (GGUF header, config.json,
+safetensors headers) and whether its architecture can be linearized, and it reads and splits
+the corpora the run will use. Each problem is one :class:`ConfigError` (or another
+:class:`~lizard_bench.errors.InputError`) line saying what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lizard_bench.config import ConfigError, SuiteConfig
+from lizard_bench.data.corpus import Corpus, CorpusError, load_corpus
+from lizard_bench.linearize.convert import SUPPORTED_MODEL_TYPES
+from lizard_bench.models.inspect import ModelFacts, inspect_model
+from lizard_bench.models.loading import load_tokenizer
+from lizard_bench.models.locate import locate_model
+from lizard_bench.models.variants import VariantSpec, resolve_variant, training_config
+from lizard_bench.tasks import Task, get_task
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+@dataclass
+class RunPlan:
+    """What the checks found, handed to the run so nothing is looked up (or read) twice."""
+
+    tasks: list[Task]
+    variants: list[VariantSpec]
+    device: torch.device
+    backend: str
+    corpus: Corpus | None  # the suite's corpus, read and split once; None when no selected task reads it
+
+
+def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
+    """Check ``config`` against this machine and its files; raises an InputError naming the first problem.
+
+    ``evaluate=False`` (``lizard-bench train``) leaves out the tasks and the suite's corpus.
+    """
+    tasks = selected_tasks(config) if evaluate else []
+    variants = [resolve_variant(name, config) for name in config.variants]
+    for task_name, names in config.task_variants.items():  # names absent from this run (flags) are fine
+        get_task(task_name)
+        for name in names:
+            resolve_variant(name, config)
+    linearized = [spec for spec in variants if spec.method is not None]
+    train = training_config(config) if linearized else None  # a bad training section fails here too
+    device = check_device(config.device)
+    backend = check_backend(device, config.kernel_backend)
+    check_output_folder(Path(config.results_dir), "results_dir")
+    if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
+        raise ConfigError(f"data_dir {config.data_dir} is not a folder: pass the folder 'lizard-bench export-data' "
+                          "wrote (DIR/<task>/<split>.jsonl)")
+    lengths = _input_lengths(config, tasks, train)
+    for model_name in config.models:
+        check_model(model_name, inspect_model(locate_model(model_name)), linearize=bool(linearized), lengths=lengths)
+    corpus = None
+    if any(task.reads_corpus(task.suite_options(config)) for task in tasks):
+        corpus = checked_corpus(config.corpus, "corpus", split="heldout")
+        if "corpus_perplexity" in config.tasks:
+            check_enough_tokens(corpus, "heldout", config.perplexity.seq_len, "perplexity.seq_len", config.models)
+    if train is not None and not isinstance(train.corpus, Corpus):
+        training_corpus = checked_corpus(train.corpus, "training corpus", split="train")
+        check_enough_tokens(training_corpus, "train", train.seq_len, "training seq_len", config.models)
+    return RunPlan(tasks=tasks, variants=variants, device=device, backend=backend, corpus=corpus)
+
+
+def selected_tasks(config: SuiteConfig) -> list[Task]:
+    """The suite's tasks, with ``task_options`` checked: unknown tasks and keys are refused, values parsed.
+
+    Options for a known task that this run does not select (``--task`` picked a subset) are ignored.
+    """
+    tasks = [get_task(name) for name in config.tasks]
+    by_name = {task.name: task for task in tasks}
+    for task_name, options in config.task_options.items():
+        task = by_name.get(task_name) or get_task(task_name)  # an unknown name is a typo even when unselected
+        if task_name not in by_name:
+            continue
+        unknown = sorted(set(options) - set(task.default_options))
+        if unknown:
+            known = ", ".join(sorted(task.default_options)) or "none"
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for task {task_name!r} (known: {known})")
+    for task in tasks:
+        task.suite_options(config)
+    return tasks
+
+
+def check_device(requested: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` that exists here."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {requested!r} is not a device name: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {requested!r}: lizard-bench runs on {', '.join(DEVICE_TYPES)} (or auto)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {requested!r}: no CUDA GPU is visible here (torch.cuda.is_available() is "
+                              "False); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {requested!r}: MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def check_backend(device: torch.device, requested: str) -> str:
+    """The kernel backend that will run: Triton needs a CUDA device and the triton package."""
+    from lizard_bench.kernels import select_backend
+
+    if requested not in ("auto", "torch", "triton"):
+        raise ConfigError(f"kernel_backend {requested!r}: choose auto, torch or triton")
+    if requested == "triton" and device.type != "cuda":
+        raise ConfigError(f"kernel backend 'triton' runs on CUDA GPUs, but the device is {device}: use "
+                          "--kernel-backend torch (or auto)")
+    try:
+        return select_backend(device, None if requested == "auto" else requested)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_output_folder(path: Path, label: str) -> None:
+    """``path`` is a folder that exists and is writable, or one that can be created."""
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{label} {path} is a file, not a folder: pass a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{label} {path}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{label} {path}: {existing} is not writable; pass a folder you can write to")
+
+
+def check_model(name: str, facts: ModelFacts, *, linearize: bool, lengths: dict[str, int]) -> None:
+    """Refuse a model the suite cannot use: not linearizable, or too few positions for its inputs."""
+    if linearize and facts.model_type is not None and facts.model_type not in SUPPORTED_MODEL_TYPES \
+            and not facts.has_kv_heads:
+        raise ConfigError(
+            f"model {name!r} is a {facts.model_type!r} model, which cannot be linearized (Llama-family only: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}): run it with --variant softmax, or pick a Llama-family model"
+        )
+    if facts.max_positions is not None:
+        too_long = {where: length for where, length in lengths.items() if length > facts.max_positions}
+        if too_long:
+            where, length = max(too_long.items(), key=lambda item: item[1])
+            raise ConfigError(f"model {name!r} has {facts.max_positions} positions, but {where} asks for "
+                              f"{length}-token inputs: lower it to at most {facts.max_positions}")
+
+
+def _input_lengths(config: SuiteConfig, tasks: list[Task], train: Any) -> dict[str, int]:
+    """The longest input each part of the run feeds the model (for models with a hard position limit)."""
+    lengths: dict[str, int] = {}
+    names = {task.name for task in tasks}
+    if "corpus_perplexity" in names:
+        lengths["perplexity.seq_len"] = config.perplexity.seq_len
+    if train is not None:
+        lengths["training seq_len"] = train.seq_len
+    for task in tasks:
+        task_lengths = task.suite_options(config).get("lengths")
+        if task_lengths:
+            lengths[f"{task.name}.lengths"] = max(task_lengths)
+    return lengths
+
+
+def checked_corpus(spec: str, label: str, *, split: str) -> Corpus:
+    """Read ``spec`` once and check that it has text, and text in ``split``."""
+    corpus = load_corpus(spec)
+    if not any(document.text.strip() for document in corpus.documents):
+        raise CorpusError(f"{label} {spec!r} holds no text: pass a corpus with documents in it")
+    if not corpus.text(split).strip():
+        raise CorpusError(f"{label} {spec!r} has no {split} text ({len(corpus.documents)} document(s); the held-out "
+                          "split takes whole documents): add documents, or split the text into several files/lines")
+    return corpus
+
+
+
+# A token never covers less than one byte, and text averages about 4 bytes per token: a split
+# with fewer bytes than the window is surely too short, one with 16x as many surely long enough;
+# only in between is the tokenizer loaded (a few seconds) to count.
+_SURELY_ENOUGH_BYTES_PER_TOKEN = 16
+
+
+def check_enough_tokens(corpus: Corpus, split: str, needed: int, label: str, models: list[str]) -> None:
+    """``corpus``'s ``split`` holds at least one window of ``needed`` tokens for every model's tokenizer."""
+    size = len(corpus.text(split).encode("utf-8"))
+    if size >= _SURELY_ENOUGH_BYTES_PER_TOKEN * needed:
+        return
+    counts = {"bytes": size} if size < needed else {
+        name: len(load_tokenizer(locate_model(name))(corpus.text(split), add_special_tokens=False)["input_ids"])
+        for name in models
+    }
+    short = {name: count for name, count in counts.items() if count < needed}
+    if short:
+        name, count = next(iter(short.items()))
+        unit = "bytes" if name == "bytes" else f"tokens for {name}"
+        raise CorpusError(f"the {split} split of corpus {corpus.name!r} has {count} {unit}, fewer than one "
+                          f"{label} window of {needed}: pass a longer corpus or a smaller window")
