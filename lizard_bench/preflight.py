@@ -11,7 +11,6 @@ the corpora the run will use. Each problem is one :class:`ConfigError` (or anoth
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from lizard_bench.models.inspect import ModelFacts, inspect_model
 from lizard_bench.models.loading import load_tokenizer
 from lizard_bench.models.locate import locate_model
 from lizard_bench.models.variants import VariantSpec, resolve_variant, training_config
+from lizard_bench.results.store import check_writable_folder
 from lizard_bench.tasks import Task, get_task
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -56,7 +56,7 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
     train = training_config(config) if linearized else None  # a bad training section fails here too
     device = check_device(config.device)
     backend = check_backend(device, config.kernel_backend)
-    check_output_folder(Path(config.results_dir), "results_dir")
+    check_writable_folder(Path(config.results_dir), "results_dir")
     if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
         raise ConfigError(f"data_dir {config.data_dir} is not a folder: pass the folder 'lizard-bench export-data' "
                           "wrote (DIR/<task>/<split>.jsonl)")
@@ -129,20 +129,6 @@ def check_backend(device: torch.device, requested: str) -> str:
         return select_backend(device, None if requested == "auto" else requested)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-
-
-def check_output_folder(path: Path, label: str) -> None:
-    """``path`` is a folder that exists and is writable, or one that can be created."""
-    path = path.expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{label} {path} is a file, not a folder: pass a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{label} {path}: {existing} is a file, so the folder cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{label} {path}: {existing} is not writable; pass a folder you can write to")
 
 
 def check_model(name: str, facts: ModelFacts, *, linearize: bool, lengths: dict[str, int]) -> None:

@@ -8,11 +8,16 @@ Output layout under ``out_dir``::
     tables/<name>.{md,csv,tex}   main, linearization, all_metrics, efficiency, long_context, paper_vs_run
     figures/<name>.{png,svg}     task_scores, throughput, memory, heatmap_<task>, training_loss
 
-Tables and figures without data in the runs are skipped, not written empty.
+Tables and figures without data in the runs are skipped, not written empty. Everything is
+written into a hidden staging folder first and then moved into place file by file, so a
+report killed half-way leaves the previous files whole, never a truncated one.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +37,7 @@ from lizard_bench.report.tables import (
     to_markdown,
     write_table,
 )
+from lizard_bench.results.store import check_writable_folder
 
 
 def build_tables(frame: pd.DataFrame, summaries: pd.DataFrame | None = None) -> list[Table]:
@@ -49,11 +55,31 @@ def write_reports(run_dirs: list[Path], out_dir: Path, note: str | None = None) 
     Raises :class:`~lizard_bench.report.runs.ReportError` for a path that is not a run with records.
     """
     out_dir = Path(out_dir)
+    check_writable_folder(out_dir, "report folder")
     runs = read_runs(list(run_dirs))
     frame = records_frame(runs)
     training = training_frame(runs, frame)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):  # from a report that was killed while writing
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        written = _write_all(runs, frame, training, staging, note)
+        for key, path in written.items():  # each file replaced whole: a reader never sees half of one
+            target = out_dir / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            written[key] = target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
 
+
+STAGING_PREFIX = ".report-staging-"
+
+
+def _write_all(runs, frame: pd.DataFrame, training: pd.DataFrame, out_dir: Path, note: str | None
+               ) -> dict[str, Path]:
     written: dict[str, Path] = {}
     tables = build_tables(frame, training_summaries(runs, frame))
     for table in tables:

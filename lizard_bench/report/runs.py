@@ -7,7 +7,6 @@ and phrased so the user knows what to pass instead, rather than producing an emp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,7 @@ def read_run(path: str | Path) -> Run:
     store = RunStore(path)
     if not store.manifest_path.is_file() and not (path / "records").is_dir():
         raise ReportError(f"{path}: not a run directory (no manifest.json or records/ inside){_hint(path)}")
-    try:
-        manifest = store.read_manifest() or {}
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{store.manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    manifest = store.read_manifest() or {}
     records = store.read_records()
     if not records:
         raise ReportError(f"{path}: the run directory holds no records (records/<model>/<variant>/<task>.json)")

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lizard_bench.errors import InputError
 from lizard_bench.results.schema import Record, RecordError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,6 +39,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class OutputFolderError(InputError):
+    """A folder results or reports are to be written to that is a file, or cannot be written."""
+
+
+def check_writable_folder(path: Path, label: str) -> None:
+    """``path`` is a writable folder, or one that can be created: checked before any work is done."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"{label} {path} is a file, not a folder: pass a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputFolderError(f"{label} {path}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"{label} {path}: {existing} is not writable; pass a folder you can write to")
 
 
 def _current_umask() -> int:
@@ -72,9 +91,12 @@ class RunStore:
             return None
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RecordError(f"{self.manifest_path} is not valid JSON ({exc}): restore it, or start a new run "
-                              "with another --run-id") from None
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{self.manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno}): restore it, "
+                              "or start a new run with another --run-id") from None
+        except UnicodeDecodeError:
+            raise RecordError(f"{self.manifest_path}: not UTF-8 text: restore it, or start a new run with another "
+                              "--run-id") from None
 
     def has_records(self) -> bool:
         """Whether any unit has finished (or failed) in this run: a manifest alone holds nothing to lose."""

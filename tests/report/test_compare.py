@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from lizard_bench import cli as bench_cli
+from lizard_bench.errors import InputError
 from lizard_bench.report.compare import compare_records, compare_runs
 from lizard_bench.report.runs import ReportError
 from lizard_bench.report.tolerances import Tolerance, Tolerances, load_tolerances
@@ -161,5 +161,5 @@ def test_malformed_tolerance_files_are_one_line_errors(tmp_path, text, message):
 def test_bad_run_directories_are_user_errors(cli, tmp_path):
     with pytest.raises(ReportError, match="no such run directory"):
         cli("compare", BASELINE, tmp_path / "missing")
-    # the CLI prints user errors (ValueError and subclasses) as one line with exit status 2
-    assert issubclass(ReportError, bench_cli._USER_ERRORS)
+    # the CLI prints user errors (InputError and subclasses) as one line with exit status 2
+    assert issubclass(ReportError, InputError)

@@ -30,7 +30,7 @@ def test_run_without_records_is_rejected(tmp_path):
 def test_corrupt_manifest_and_record_are_rejected(tmp_path):
     run = write_fixture_run(tmp_path, "r1", variants=("softmax",), with_training=False)
     (run / "manifest.json").write_text("{not json")
-    with pytest.raises(ReportError, match="manifest.json: not valid JSON"):
+    with pytest.raises(RecordError, match="manifest.json: not valid JSON"):
         read_run(run)
     run = write_fixture_run(tmp_path, "r2", variants=("softmax",), with_training=False)
     unit = next((run / "records").rglob("piqa.json"))
