@@ -10,6 +10,7 @@ import importlib.resources
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from lizard_bench.config import load_config
 from lizard_bench.errors import InputError
@@ -18,8 +19,15 @@ from lizard_bench.models.locate import EMBEDDED_MODELS
 from lizard_bench.report.commands import add_subcommands as add_report_commands
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse prints the whole usage before a mistake; one line that names it and points to --help reads better."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lizard-bench", description=__doc__)
+    parser = _OneLineErrors(prog="lizard-bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a benchmark suite and write records under results/<run-id>/")

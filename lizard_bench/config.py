@@ -91,7 +91,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(config, dotted, value, where="command line")
-    _validate(config, where=str(path) if path else "defaults")
+    flags = any(value is not None for value in (overrides or {}).values())
+    where = str(path) if path else "defaults"
+    _validate(config, where=f"{where} with the command line's flags" if flags else where)
     return config
 
 
