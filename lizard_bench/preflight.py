@@ -54,6 +54,9 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
             resolve_variant(name, config)
     linearized = [spec for spec in variants if spec.method is not None]
     train = training_config(config) if linearized else None  # a bad training section fails here too
+    if linearized and config.dtype == "float16":
+        raise ConfigError("linearized variants train their added parameters in the model's dtype, and float16 "
+                          "training has no loss scaling here: use --dtype bfloat16 or float32")
     device = check_device(config.device)
     backend = check_backend(device, config.kernel_backend)
     check_writable_folder(Path(config.results_dir), "results_dir")

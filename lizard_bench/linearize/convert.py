@@ -78,7 +78,7 @@ def linearize(
         layer.self_attn = LizardAttention(
             layer.self_attn, config, layer_idx=index, hidden_size=model_config.hidden_size, num_heads=num_heads,
             num_kv_heads=num_kv_heads, head_dim=head_dim, kernel_backend=kernel_backend,
-        ).to(device=reference.device)
+        ).to(device=reference.device, dtype=reference.dtype)  # a bf16 teacher gets bf16 feature maps and gates
     model.config.lizard = config.to_dict()  # travels with save_pretrained, for provenance
     return config
 
