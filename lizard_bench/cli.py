@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:  # the user's mistake: one line, exit 2; anything else is a bug with a traceback
         print(f"lizard-bench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # a folder that turned out read-only or full, a file that vanished: the machine's state, not a bug
+        print(f"lizard-bench: error: cannot use {exc.filename}: {exc.strerror or exc}; check the path, its "
+              "permissions and free space", file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:

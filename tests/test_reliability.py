@@ -180,3 +180,35 @@ def test_weights_that_fail_to_load_stop_the_run_with_one_line(tmp_path, corpus_f
                    "--results-dir", str(tmp_path / "results"), "--device", "cpu"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert status == 2 and len(lines) == 1 and "unreadable weights" in lines[0], lines
+
+
+def test_a_read_only_results_folder_is_one_line_before_any_work(tmp_path, corpus_file, monkeypatch, capsys):
+    import os
+
+    model_dir = save_tiny_llama(tmp_path / "model")
+    capsys.readouterr()
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == read_only else real_access(path, mode))
+    status = main(["run", "--model", str(model_dir), "--variant", "softmax", "--task", "corpus_perplexity",
+                   "--corpus", str(corpus_file), "--results-dir", str(read_only / "results"), "--device", "cpu"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and "not writable" in lines[0], lines
+
+
+def test_a_write_that_fails_mid_run_is_one_line(tmp_path, corpus_file, monkeypatch, capsys):
+    import lizard_bench.results.store as store
+
+    model_dir = save_tiny_llama(tmp_path / "model")
+    capsys.readouterr()
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_text", full_disk)
+    status = main(["run", "--model", str(model_dir), "--variant", "softmax", "--task", "corpus_perplexity",
+                   "--corpus", str(corpus_file), "--results-dir", str(tmp_path / "results"), "--device", "cpu",
+                   "--seq-len", "32", "--max-tokens", "128"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and "No space left" in lines[0], lines

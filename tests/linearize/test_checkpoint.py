@@ -92,7 +92,7 @@ def test_base_hash_ignores_added_parameters_and_sees_weight_changes():
     assert base_model_hash(model) != teacher
 
 
-def test_pipeline_reuses_a_matching_checkpoint_and_retrains_on_a_new_recipe(trained, tmp_path):
+def test_pipeline_reuses_a_matching_checkpoint_and_refuses_to_replace_it_with_a_new_recipe(trained, tmp_path):
     _, checkpoint = trained
     directory = checkpoint.parent
     steps = []
@@ -109,9 +109,13 @@ def test_pipeline_reuses_a_matching_checkpoint_and_retrains_on_a_new_recipe(trai
     )
     assert by_name.from_checkpoint
 
-    other = run_pipeline(directory, train=small_config(stage1_steps=2, stage2_steps=0, checkpoint_every=0),
-                         on_step=steps.append)
+    new_recipe = small_config(stage1_steps=2, stage2_steps=0, checkpoint_every=0)
+    before = (checkpoint / MANIFEST).read_text()
+    with pytest.raises(CheckpointError, match="never replaced implicitly"):
+        run_pipeline(directory, train=new_recipe, on_step=steps.append)
+    assert (checkpoint / MANIFEST).read_text() == before and steps == []
+    other = run_pipeline(tmp_path / "elsewhere", train=new_recipe, on_step=steps.append)
     assert not other.from_checkpoint and len(steps) == 2
-    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    manifest = json.loads((other.checkpoint_dir / MANIFEST).read_text())
     assert manifest["stages_completed"] == ["stage1"] and LORA_FILE not in manifest["files"]
-    assert not (checkpoint / LORA_FILE).exists()
+    assert not (other.checkpoint_dir / LORA_FILE).exists()
