@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from lizard_bench.config import load_config
+from lizard_bench.config import ConfigError, load_config
 from lizard_bench.errors import InputError
 from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
 from lizard_bench.models.locate import EMBEDDED_MODELS
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="suite YAML (default: configs/default.yaml, the default suite)")
     run.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir (repeatable)")
     run.add_argument("--variant", dest="variants", action="append", help="variant to run (repeatable)")
-    run.add_argument("--task", dest="tasks", action="append", help="task to run (repeatable)")
+    run.add_argument("--task", dest="tasks", action="append",
+                     help="task, suite (glue, superglue, paper, long_context, ...) or any lm-eval task or group; "
+                          "comma-separated or repeated")
     run.add_argument("--corpus", help="pydoc | path to .txt/.jsonl | hf:DATASET[:CONFIG]")
     run.add_argument("--limit", type=int, help="cap each task's examples (quick runs)")
     run.add_argument("--seed", type=int)
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="local task data: DIR/<task>/<split>.jsonl (for offline machines)")
     run.add_argument("--seq-len", type=int, help="perplexity window length in tokens")
     run.add_argument("--max-tokens", type=int, help="perplexity: held-out tokens to score at most")
+    run.add_argument("--include-path", help="folder of your own lm-eval task YAMLs (their names become tasks)")
+    run.add_argument("--num-fewshot", type=int, help="few-shot examples for every lm-eval task of the run")
+    run.add_argument("--batch-size", type=int, help="lm-eval scoring batch (padded, sorted by length)")
+    run.add_argument("--log-samples", action="store_true", default=None,
+                     help="keep lm-eval's per-sample outputs in results/<run-id>/samples/")
     run.add_argument("--retrain", action="store_true",
                      help="train the linearized variants again, replacing their matching checkpoints")
     run.set_defaults(handler=_run)
@@ -70,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="show available tasks, models or variants")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
+    listing.add_argument("--data-dir", help="tasks: show what this --data-dir folder makes available")
+    listing.add_argument("--include-path", help="tasks: also list the lm-eval tasks of this folder of YAMLs")
     listing.set_defaults(handler=_list)
     add_evaluation_commands(commands)
     add_report_commands(commands)
@@ -102,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         "kernel_backend": args.kernel_backend, "results_dir": args.results_dir, "run_id": args.run_id,
         "data_dir": args.data_dir,
         "perplexity.seq_len": args.seq_len, "perplexity.max_tokens": args.max_tokens,
+        "lm_eval_include_path": args.include_path, "lm_eval.num_fewshot": args.num_fewshot,
+        "lm_eval.batch_size": args.batch_size, "lm_eval.log_samples": args.log_samples,
     }
     config = load_config(args.config or default_suite_path(), overrides)
 
@@ -147,10 +158,15 @@ def _list(args: argparse.Namespace) -> int:
         from lizard_bench.config import SuiteConfig
         from lizard_bench.tasks import all_tasks
 
-        config = SuiteConfig()
+        config = SuiteConfig(data_dir=args.data_dir)
+        if args.data_dir is not None and not Path(args.data_dir).is_dir():
+            raise ConfigError(f"--data-dir {args.data_dir} is not a folder")
         for name, cls in all_tasks().items():
             status = cls().data_status(config) or "available"
             print(f"{name:28s} {cls.suite:20s} {', '.join(cls.metrics):24s} data: {status}")
+        if args.include_path is not None:
+            _list_included_tasks(args.include_path)
+        print("any other task, group or tag lm-eval knows runs too (lm-eval's own definition and data loading)")
     elif what == "models":
         for alias, model in EMBEDDED_MODELS.items():
             print(f"{alias:16s} embedded: {model.filename} from PyPI wheel {model.distribution}=={model.version} "
@@ -163,6 +179,16 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{name:16s} {description}")
         print("define more under variant_options in a suite (e.g. hybrids with softmax_layers)")
     return 0
+
+
+def _list_included_tasks(include_path: str) -> None:
+    """The task names a folder of lm-eval YAMLs adds (lm-eval indexes its own tasks too: 10-30 s)."""
+    if not Path(include_path).is_dir():
+        raise ConfigError(f"--include-path {include_path} is not a folder of lm-eval task YAMLs")
+    from lizard_bench.evaluation.passthrough import included_task_names
+
+    for name in included_task_names(include_path):
+        print(f"{name:28s} {'lm_eval (yours)':20s} {'(from the YAML)':24s} data: as the YAML says")
 
 
 def default_suite_path() -> Path:

@@ -59,6 +59,10 @@ class SuiteConfig:
     training: dict[str, Any] = field(default_factory=dict)
     # tasks that run on some variants only, e.g. {"prefill": ["softmax", "lizard_plus"]}; others run on all
     task_variants: dict[str, list[str]] = field(default_factory=dict)
+    # folder of the user's own lm-eval task YAMLs: their names become tasks of the run
+    lm_eval_include_path: str | None = None
+    # settings for every lm-eval task of the run (num_fewshot, batch_size, log_samples, ...), over task_options
+    lm_eval: dict[str, Any] = field(default_factory=dict)
 
     def runs(self, task: str, variant: str) -> bool:
         """Whether ``task`` runs on ``variant`` in this suite."""
@@ -75,6 +79,9 @@ class SuiteConfig:
 
 
 _NESTED = {"perplexity": PerplexityBudget}
+# what the run-wide ``lm_eval`` section may set (each lm-eval task's own option of that name, for all of them)
+LM_EVAL_SETTINGS = ("num_fewshot", "batch_size", "max_length", "max_gen_toks", "add_bos_token", "bootstrap_iters",
+                    "log_samples")
 # a run id names one folder under results_dir: no separators, no '..', nothing hidden
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -136,6 +143,9 @@ def _apply_mapping(target: Any, node: yaml.MappingNode, path: Path, prefix: str)
 def _set_dotted(config: SuiteConfig, dotted: str, value: Any, where: str) -> None:
     target: Any = config
     *parents, leaf = dotted.split(".")
+    if parents == ["lm_eval"]:  # one run-wide lm-eval setting (--num-fewshot), beside the file's others
+        config.lm_eval = {**config.lm_eval, leaf: value}
+        return
     for part in parents:
         if part not in _NESTED:
             raise ConfigError(f"{where}: unknown section '{part}' in override '{dotted}'")
@@ -158,9 +168,9 @@ def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> Non
         if not isinstance(value, dict) or not all(
                 isinstance(v, list) and all(isinstance(n, str) for n in v) for v in value.values()):
             raise ConfigError(f"{where}: 'task_variants' must map task names to lists of variant names, got {value!r}")
-    elif key == "training":
+    elif key in ("training", "lm_eval"):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: 'training' must be a mapping of training settings, got {value!r}")
+            raise ConfigError(f"{where}: '{key}' must be a mapping of settings, got {value!r}")
     elif isinstance(current, dict):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"{where}: '{label}' must map names to mappings of options, got {value!r}")
@@ -190,6 +200,10 @@ def _validate(config: SuiteConfig, where: str) -> None:
             raise ConfigError(f"{where}: '{name}' must name at least one entry")
     if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
         raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
+    unknown = sorted(set(config.lm_eval) - set(LM_EVAL_SETTINGS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown lm_eval setting(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(LM_EVAL_SETTINGS)})")
     if config.data_dir is not None and not isinstance(config.data_dir, str):
         raise ConfigError(f"{where}: 'data_dir' must be a path, got {config.data_dir!r}")
     if config.dtype not in ("float32", "float16", "bfloat16"):

@@ -19,13 +19,14 @@ import torch
 
 from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.data.corpus import Corpus, CorpusError, load_corpus
+from lizard_bench.errors import UnknownNameError
 from lizard_bench.linearize.convert import SUPPORTED_MODEL_TYPES
 from lizard_bench.models.inspect import ModelFacts, inspect_model
 from lizard_bench.models.loading import load_tokenizer
 from lizard_bench.models.locate import locate_model
 from lizard_bench.models.variants import VariantSpec, resolve_variant, training_config
 from lizard_bench.results.store import check_writable_folder
-from lizard_bench.tasks import Task, get_task
+from lizard_bench.tasks import Task, all_tasks, get_task
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
@@ -49,7 +50,8 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
     tasks = selected_tasks(config) if evaluate else []
     variants = [resolve_variant(name, config) for name in config.variants]
     for task_name, names in config.task_variants.items():  # names absent from this run (flags) are fine
-        get_task(task_name)
+        if task_name not in {task.name for task in tasks}:
+            resolve_task(task_name, config)
         for name in names:
             resolve_variant(name, config)
     linearized = [spec for spec in variants if spec.method is not None]
@@ -69,7 +71,7 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
     corpus = None
     if any(task.reads_corpus(task.suite_options(config)) for task in tasks):
         corpus = checked_corpus(config.corpus, "corpus", split="heldout")
-        if "corpus_perplexity" in config.tasks:
+        if any(task.name == "corpus_perplexity" for task in tasks):
             check_enough_tokens(corpus, "heldout", config.perplexity.seq_len, "perplexity.seq_len", config.models)
     if train is not None and not isinstance(train.corpus, Corpus):
         training_corpus = checked_corpus(train.corpus, "training corpus", split="train")
@@ -80,14 +82,17 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
 def selected_tasks(config: SuiteConfig) -> list[Task]:
     """The suite's tasks, with ``task_options`` checked: unknown tasks and keys are refused, values parsed.
 
+    Names may be comma lists and suite names (``glue``, ``long_context``: every registered task of
+    that suite); a name the registry does not know runs through lm-eval when lm-eval knows it.
     Options for a known task that this run does not select (``--task`` picked a subset) are ignored.
     """
-    tasks = [get_task(name) for name in config.tasks]
+    tasks = [resolve_task(name, config) for name in expand_task_names(config.tasks)]
     by_name = {task.name: task for task in tasks}
     for task_name, options in config.task_options.items():
-        task = by_name.get(task_name) or get_task(task_name)  # an unknown name is a typo even when unselected
         if task_name not in by_name:
+            resolve_task(task_name, config)  # an unknown name is a typo even when unselected
             continue
+        task = by_name[task_name]
         unknown = sorted(set(options) - set(task.default_options))
         if unknown:
             known = ", ".join(sorted(task.default_options)) or "none"
@@ -95,6 +100,40 @@ def selected_tasks(config: SuiteConfig) -> list[Task]:
     for task in tasks:
         task.suite_options(config)
     return tasks
+
+
+def expand_task_names(names: list[str]) -> list[str]:
+    """Comma lists split, suite names replaced by their registered tasks, duplicates dropped (order kept)."""
+    registered = all_tasks()
+    suites: dict[str, list[str]] = {}
+    for name, cls in registered.items():
+        suites.setdefault(cls.suite, []).append(name)
+    expanded: list[str] = []
+    for item in (part.strip() for name in names for part in name.split(",")):
+        if item and item not in registered and item in suites:
+            expanded.extend(suites[item])
+        elif item:
+            expanded.append(item)
+    return list(dict.fromkeys(expanded))
+
+
+def resolve_task(name: str, config: SuiteConfig) -> Task:
+    """A registered task, or any task, group or tag lm-eval knows (with the suite's ``lm_eval_include_path``)."""
+    try:
+        return get_task(name)
+    except UnknownNameError:
+        from lizard_bench.evaluation.passthrough import find_lm_eval_task
+
+        if config.lm_eval_include_path is not None and not Path(config.lm_eval_include_path).is_dir():
+            raise ConfigError(f"lm_eval_include_path {config.lm_eval_include_path} is not a folder of lm-eval "
+                              "task YAMLs") from None
+        found = find_lm_eval_task(name, config.lm_eval_include_path)
+        if found is None:
+            where = f" or in {config.lm_eval_include_path}" if config.lm_eval_include_path else ""
+            raise UnknownNameError(
+                f"unknown task {name!r}: neither a lizard-bench task (`lizard-bench list tasks`) nor one lm-eval "
+                f"knows{where} (add your own YAML with --include-path DIR)") from None
+        return found
 
 
 def check_device(requested: str) -> torch.device:

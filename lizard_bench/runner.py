@@ -69,7 +69,7 @@ def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
     _check_or_write_manifest(store, config, run_id, base_provenance)
     corpus = plan.corpus
     context = TaskContext(config=config, corpus=(lambda: corpus) if corpus is not None
-                          else functools.cache(lambda: load_corpus(config.corpus)))
+                          else functools.cache(lambda: load_corpus(config.corpus)), run_dir=store.run_dir)
 
     skipped = ran = 0
     for model_name in config.models:

@@ -43,7 +43,7 @@ class Evaluation:
 
 
 def evaluate_task(lm: LizardLM, spec: TaskSpec, plan: DataPlan, *, num_fewshot: int, limit: int | None,
-                  seed: int, bootstrap_iters: int) -> Evaluation:
+                  seed: int, bootstrap_iters: int, log_samples: bool = False) -> Evaluation:
     """Evaluate ``spec`` with lm-eval on ``plan``'s data; raises :class:`DataUnavailable` if the hub fails."""
     from lm_eval.evaluator import evaluate
     from lm_eval.tasks import TaskManager
@@ -53,25 +53,30 @@ def evaluate_task(lm: LizardLM, spec: TaskSpec, plan: DataPlan, *, num_fewshot: 
         manager = TaskManager(include_path=folder, include_defaults=False)
         if generated.load_name not in manager.all_tasks:
             raise RuntimeError(f"lm-eval did not index the generated config for {spec.name!r} in {folder}")
-        _seed(seed)
+        lm_eval_seed(seed)
         try:
             loaded = manager.load([generated.load_name])
         except ConnectionError as exc:  # the hub answered the probe but not the download
             raise DataUnavailable(f"could not download {plan.location}: {_first_line(exc)}") from None
         for task in loaded["tasks"].values():
             task.set_fewshot_seed(seed=seed)
-        with _bootstrap_in_process():
+        with bootstrap_in_process():
             results = evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=bootstrap_iters,
-                               log_samples=False)
+                               log_samples=log_samples)
     return Evaluation(results=results, generated=generated, plan=plan, num_fewshot=num_fewshot, limit=limit,
                       bootstrap_iters=bootstrap_iters, seed=seed)
 
 
 def metric_rows(evaluation: Evaluation, spec: TaskSpec) -> list[tuple[str, float, float | None]]:
     """(metric, value, stderr) for every metric lm-eval reported for the task (or group)."""
-    entry = evaluation.results["results"].get(spec.name)
+    return metric_rows_of(evaluation.results, spec.name)
+
+
+def metric_rows_of(results: dict[str, Any], name: str) -> list[tuple[str, float, float | None]]:
+    """(metric, value, stderr) for every metric of ``name`` in lm-eval's results dict."""
+    entry = results["results"].get(name)
     if entry is None:
-        raise RuntimeError(f"lm-eval returned no results for {spec.name!r}")
+        raise RuntimeError(f"lm-eval returned no results for {name!r}")
     rows = []
     for key, value in entry.items():
         metric, _, filter_name = key.partition(",")
@@ -79,7 +84,7 @@ def metric_rows(evaluation: Evaluation, spec: TaskSpec) -> list[tuple[str, float
             continue
         name = metric if filter_name == "none" else f"{metric},{filter_name}"
         if not math.isfinite(value):
-            raise ValueError(f"lm-eval reported {name}={value} for {spec.name}")
+            raise ValueError(f"lm-eval reported {metric}={value} for {name}")
         rows.append((name, float(value), _stderr(entry.get(f"{metric}_stderr,{filter_name}"))))
     return rows
 
@@ -144,14 +149,14 @@ def _stderr(value: Any) -> float | None:
     return None
 
 
-def _seed(seed: int) -> None:
+def lm_eval_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manuallm_eval_seed(seed)
 
 
 @contextlib.contextmanager
-def _bootstrap_in_process() -> Iterator[None]:
+def bootstrap_in_process() -> Iterator[None]:
     """lm-eval bootstraps F1/MCC stderr in a process pool unless DISABLE_MULTIPROC is set.
 
     Forking a process that holds a model (possibly on a GPU) is fragile and buys little, so

@@ -19,7 +19,30 @@ LM_EVAL_OPTIONS: dict[str, Any] = {
     "max_gen_toks": 256,
     "add_bos_token": None,  # None: as the tokenizer does by default; true/false to force
     "bootstrap_iters": 1000,  # resamples for F1/MCC standard errors (lm-eval's CLI default: 100000)
+    "log_samples": False,  # keep lm-eval's per-sample outputs in results/<run-id>/samples/ (--log-samples)
 }
+
+
+def lm_eval_suite_options(task: Task, config: SuiteConfig) -> dict[str, Any]:
+    """Defaults, then ``task_options.<task>``, then the run's ``lm_eval`` settings (``--num-fewshot`` and the
+    like, which apply to every lm-eval task of the run), parsed."""
+    return task.parse_options({**task.default_options, **config.task_options.get(task.name, {}), **config.lm_eval})
+
+
+def lm_eval_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The shared lm-eval options of ``task``, each value checked (an OptionError names a wrong one)."""
+    if options["add_bos_token"] not in (None, True, False):
+        raise OptionError(f"{task}.add_bos_token must be true, false or null, got {options['add_bos_token']!r}")
+    if not isinstance(options["log_samples"], bool):
+        raise OptionError(f"{task}.log_samples must be true or false, got {options['log_samples']!r}")
+    return {
+        **options,
+        "num_fewshot": check.non_negative_int(options, task, "num_fewshot"),
+        "batch_size": check.positive_int(options, task, "batch_size"),
+        "max_length": check.positive_int(options, task, "max_length", allow_none=True),
+        "max_gen_toks": check.positive_int(options, task, "max_gen_toks"),
+        "bootstrap_iters": check.non_negative_int(options, task, "bootstrap_iters"),
+    }
 
 
 class LmEvalTask(Task):
@@ -29,17 +52,20 @@ class LmEvalTask(Task):
 
     def data_status(self, config: SuiteConfig) -> str | None:
         try:
-            plan_data(self.spec, config.data_dir, self._num_fewshot(config.task_options.get(self.name, {})))
+            plan_data(self.spec, config.data_dir, self.suite_options(config)["num_fewshot"])
         except DataUnavailable as exc:
             return str(exc)
         return None
+
+    def suite_options(self, config: SuiteConfig) -> dict[str, Any]:
+        return lm_eval_suite_options(self, config)
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         from lizard_bench.evaluation.harness import evaluate_task, metric_rows, shared_details
         from lizard_bench.evaluation.lm import LizardLM
 
         options = context.options(self)
-        num_fewshot = self._num_fewshot(options)
+        num_fewshot = options["num_fewshot"]
         try:
             plan = plan_data(self.spec, context.config.data_dir, num_fewshot)
             lm = LizardLM.from_handle(
@@ -47,10 +73,14 @@ class LmEvalTask(Task):
                 max_gen_toks=int(options["max_gen_toks"]), add_bos_token=options["add_bos_token"],
             )
             evaluation = evaluate_task(lm, self.spec, plan, num_fewshot=num_fewshot, limit=context.limit,
-                                       seed=context.seed, bootstrap_iters=int(options["bootstrap_iters"]))
+                                       seed=context.seed, bootstrap_iters=int(options["bootstrap_iters"]),
+                                       log_samples=options["log_samples"])
         except DataUnavailable as exc:
             raise TaskUnavailable(str(exc)) from None
         details = shared_details(evaluation, self.spec, lm)
+        if options["log_samples"]:
+            details["samples_file"] = str(context.save_samples(handle, self.name,
+                                                               evaluation.results.get("samples", {})))
         values = []
         for metric, value, stderr in metric_rows(evaluation, self.spec):
             values.append(MetricValue(metric, value, stderr,
@@ -58,23 +88,7 @@ class LmEvalTask(Task):
         return values
 
     def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        if options["add_bos_token"] not in (None, True, False):
-            raise OptionError(f"{self.name}.add_bos_token must be true, false or null, "
-                              f"got {options['add_bos_token']!r}")
-        return {
-            **options,
-            "num_fewshot": self._num_fewshot(options),
-            "batch_size": check.positive_int(options, self.name, "batch_size"),
-            "max_length": check.positive_int(options, self.name, "max_length", allow_none=True),
-            "max_gen_toks": check.positive_int(options, self.name, "max_gen_toks"),
-            "bootstrap_iters": check.non_negative_int(options, self.name, "bootstrap_iters"),
-        }
-
-    def _num_fewshot(self, options: dict[str, Any]) -> int:
-        shots = options.get("num_fewshot", self.default_options["num_fewshot"])
-        if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
-            raise OptionError(f"task_options.{self.name}.num_fewshot must be a non-negative integer, got {shots!r}")
-        return shots
+        return lm_eval_options(self.name, options)
 
 
 def task_class(spec: TaskSpec, module: str = __name__) -> type[LmEvalTask]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -69,6 +70,15 @@ class ModelHandle:
 class TaskContext:
     config: SuiteConfig
     corpus: Callable[[], Corpus]  # loaded on first use and shared between tasks
+    run_dir: Path | None = None  # where per-sample outputs go (``--log-samples``); None: nowhere
+
+    def save_samples(self, handle: ModelHandle, task: str, samples: dict[str, list[dict[str, Any]]]) -> Path | None:
+        """Keep lm-eval's per-sample outputs beside the run's records; returns the file (None without a run dir)."""
+        from lizard_bench.evaluation.samples import samples_path, write_samples
+
+        if self.run_dir is None:
+            return None
+        return write_samples(samples_path(self.run_dir, handle.model_name, handle.variant, task), samples)
 
     @property
     def seed(self) -> int:
