@@ -1,6 +1,6 @@
 """The bridge to lm-evaluation-harness: a model wrapper, task plugins' machinery, local data, export.
 
-- :mod:`lm` — ``LizardLM``, lm-eval's model interface over any variant, without padding;
+- :mod:`lm` — ``LizardLM``, lm-eval's model interface over any variant, in length-sorted padded batches;
 - :mod:`catalog` — which lm-eval tasks run, their suites and the paper's metrics;
 - :mod:`definitions`, :mod:`data_sources`, :mod:`task_configs` — where the data comes from and
   the generated task configs that point lm-eval's definitions at it;

@@ -3,12 +3,17 @@
 One wrapper serves every variant, so tokenization, BOS handling, truncation and batching are
 identical for all of them and a difference in scores can only come from the model.
 
-Padding policy: **no padding, ever.** The shared kernels refuse attention masks with padding,
-and a linearized layer's recurrent state would absorb pad tokens into every later position
-(left padding) without any mask being able to undo it. So the wrapper never builds a padded
-batch: requests are grouped by exact token length and a batch holds only sequences of one
-length (batch size 1 whenever lengths differ); generation runs one request at a time with an
-all-ones mask. No ``attention_mask`` is passed when scoring.
+Batching: requests are sorted by token length (longest first, so out-of-memory shows up at
+once) and cut into batches of ``batch_size``, so neighbours differ little in length and
+padding stays small. A batch of unequal lengths is padded on the left with an attention mask
+and position ids that count real tokens only: every variant then computes for each real
+token exactly what it computes unpadded (the kernels mask pad keys, a recurrent state
+skips pad tokens; ``linearize/padding.py``), so scores do not depend on the batch size
+beyond float32 rounding. A batch of equal lengths is sent unpadded and without a mask.
+
+Generation: greedy by default; ``do_sample`` (with ``temperature``, ``top_p``, ``top_k``)
+samples, reproducibly: each batch draws from its own generator state seeded from ``seed``
+and the batch's number, without touching the global random state.
 
 Tokenization and BOS: text is tokenized without special tokens, then the tokens the
 tokenizer itself puts in front of a text (its BOS, for tokenizers that add one — the same
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 2048
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k")
+DEFAULT_SEED = 1234
 
 
 @dataclass
@@ -53,7 +59,7 @@ class _Scored:
 
 
 class LizardLM(LM):
-    """Scores and generates with a transformers causal LM for lm-eval, without padding (see module doc)."""
+    """Scores and generates with a transformers causal LM for lm-eval, in length-sorted padded batches."""
 
     def __init__(
         self,
@@ -67,6 +73,7 @@ class LizardLM(LM):
         add_bos_token: bool | None = None,
         name: str = "model",
         progress: bool = True,
+        seed: int = DEFAULT_SEED,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -79,6 +86,7 @@ class LizardLM(LM):
         self.max_gen_toks = max_gen_toks
         self.name = name
         self.progress = progress
+        self.seed = seed
         self.prefix_ids = self._prefix_tokens(add_bos_token)
         self.truncation: dict[str, Any] = {"requests": defaultdict(int), "max_tokens_dropped": 0}
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -98,7 +106,8 @@ class LizardLM(LM):
             "max_length": self.max_length,
             "max_gen_toks": self.max_gen_toks,
             "prefix_token_ids": list(self.prefix_ids),
-            "padding": "none (equal-length batches only)",
+            "padding": "left, in length-sorted batches; position ids count real tokens",
+            "seed": self.seed,
         }
 
     def truncation_summary(self) -> dict[str, Any]:
@@ -134,22 +143,37 @@ class LizardLM(LM):
 
     @torch.no_grad()
     def generate_until(self, requests: list[Any]) -> list[str]:
-        """Greedy decoding, one request at a time, until a stop string, EOS or ``max_gen_toks``."""
-        outputs: list[str] = []
+        """Decode until a stop string, EOS or ``max_gen_toks``; requests with equal settings share padded batches."""
+        outputs: list[str | None] = [None] * len(requests)
         before = self.truncation["requests"]["generate_until"]
-        for req in tqdm(requests, desc=f"generate_until {self.name}", disable=not self.progress):
+        groups: dict[str, list[int]] = defaultdict(list)
+        prompts: list[list[int]] = []
+        plans: list[_GenerationPlan] = []
+        for index, req in enumerate(requests):
             context, gen_kwargs = req.args
-            until, max_new = self._generation_settings(gen_kwargs)
-            ids = self._context_ids(context)
-            room = self.max_length - max_new
+            plan = self._generation_plan(gen_kwargs)
+            room = self.max_length - plan.max_new
             if room < 1:
-                raise ValueError(f"max_gen_toks={max_new} leaves no room for context in max_length={self.max_length}")
-            ids = self._truncate_left(ids, room, kind="generate_until")
-            text = self._generate(ids, max_new, until)
-            outputs.append(text)
-            self.cache_hook.add_partial("generate_until", req.args, text)
+                raise ValueError(f"max_gen_toks={plan.max_new} leaves no room for context in "
+                                 f"max_length={self.max_length}")
+            prompts.append(self._truncate_left(self._context_ids(context), room, kind="generate_until"))
+            plans.append(plan)
+            groups[repr(plan)].append(index)
+        progress = tqdm(total=len(requests), desc=f"generate_until {self.name}", disable=not self.progress)
+        batch_number = 0
+        for indices in groups.values():
+            indices.sort(key=lambda i: -len(prompts[i]))
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                texts = self._generate([prompts[i] for i in batch], plans[batch[0]], batch_number)
+                batch_number += 1
+                for index, text in zip(batch, texts, strict=True):
+                    outputs[index] = text
+                    self.cache_hook.add_partial("generate_until", requests[index].args, text)
+                progress.update(len(batch))
+        progress.close()
         self._warn_truncated("generate_until", before, len(requests))
-        return outputs
+        return outputs  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ tokenization
     def _encode_uncached(self, text: str) -> tuple[int, ...]:
@@ -233,28 +257,27 @@ class LizardLM(LM):
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def _score(self, items: list[_Scored], desc: str) -> list[tuple[float, bool]]:
-        """(summed log-probability, greedy?) for each item, in order; batches hold one length only."""
+        """(summed log-probability, greedy?) for each item, in order; batches of neighbouring lengths."""
         results: list[tuple[float, bool] | None] = [None] * len(items)
-        by_length: dict[int, list[int]] = defaultdict(list)
+        pending = []
         for index, item in enumerate(items):
             if item.n_scored == 0:
                 results[index] = (0.0, True)
             else:
-                by_length[len(item.tokens)].append(index)
+                pending.append(index)
+        pending.sort(key=lambda i: -len(items[i].tokens))  # longest first: out-of-memory shows up at once
         progress = tqdm(total=len(items), desc=f"{desc} {self.name}", disable=not self.progress)
-        progress.update(sum(r is not None for r in results))
-        for length in sorted(by_length, reverse=True):  # longest first: out-of-memory shows up at once
-            indices = by_length[length]
-            for start in range(0, len(indices), self.batch_size):
-                batch = indices[start : start + self.batch_size]
-                for index, result in zip(batch, self._score_batch([items[i] for i in batch]), strict=True):
-                    results[index] = result
-                progress.update(len(batch))
+        progress.update(len(items) - len(pending))
+        for start in range(0, len(pending), self.batch_size):
+            batch = pending[start : start + self.batch_size]
+            for index, result in zip(batch, self._score_batch([items[i] for i in batch]), strict=True):
+                results[index] = result
+            progress.update(len(batch))
         progress.close()
         return results  # type: ignore[return-value]
 
     def _score_batch(self, batch: list[_Scored]) -> list[tuple[float, bool]]:
-        inputs = torch.tensor([item.tokens[:-1] for item in batch], device=self._device)
+        inputs = _left_padded([item.tokens[:-1] for item in batch], self._pad_id(), self._device)
         keep = max(item.n_scored for item in batch)
         logprobs = torch.log_softmax(self._last_logits(inputs, keep).float(), dim=-1)
         scored: list[tuple[float, bool]] = []
@@ -266,36 +289,77 @@ class LizardLM(LM):
             scored.append((total, greedy))
         return scored
 
-    def _last_logits(self, input_ids: torch.Tensor, keep: int) -> torch.Tensor:
+    def _last_logits(self, inputs: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions (only those are computed when the model allows it)."""
         if self._keeps_logits:
-            return self.model(input_ids=input_ids, logits_to_keep=keep, use_cache=False).logits[:, -keep:]
-        return self.model(input_ids=input_ids, use_cache=False).logits[:, -keep:]
+            return self.model(**inputs, logits_to_keep=keep, use_cache=False).logits[:, -keep:]
+        return self.model(**inputs, use_cache=False).logits[:, -keep:]
+
+    def _pad_id(self) -> int:
+        """What fills pad positions (never read: masked); the tokenizer's pad token, else EOS, else 0."""
+        for token in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
+            if token is not None:
+                return token
+        return 0
 
     # ------------------------------------------------------------------ generation
-    def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
+    def _generation_plan(self, gen_kwargs: dict[str, Any]) -> _GenerationPlan:
+        """lm-eval's generation settings, checked: greedy unless ``do_sample`` or a temperature above 0."""
         settings = dict(gen_kwargs or {})
         until = settings.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         max_new = int(settings.pop("max_gen_toks", self.max_gen_toks))
-        if settings.get("do_sample") or float(settings.get("temperature") or 0.0) > 0.0:
-            raise ValueError(f"only greedy generation is supported, got {gen_kwargs!r}")
         unknown = sorted(set(settings) - set(SAMPLING_KEYS))
         if unknown:
-            raise ValueError(f"unsupported generation settings {unknown} (supported: until, max_gen_toks, greedy)")
-        return until, max_new
+            raise ValueError(f"unsupported generation settings {unknown} (supported: until, max_gen_toks, "
+                             f"{', '.join(SAMPLING_KEYS)})")
+        do_sample = settings.get("do_sample")
+        temperature = float(settings.get("temperature") if settings.get("temperature") is not None
+                            else (1.0 if do_sample else 0.0))
+        do_sample = bool(do_sample) if do_sample is not None else temperature > 0.0
+        if do_sample and temperature <= 0.0:
+            raise ValueError(f"do_sample needs a temperature above 0, got {gen_kwargs!r}")
+        sampling = (("temperature", temperature), ("top_p", float(settings.get("top_p") or 1.0)),
+                    ("top_k", int(settings.get("top_k") or 0))) if do_sample else ()
+        return _GenerationPlan(tuple(until), max_new, sampling)
 
-    def _generate(self, ids: list[int], max_new: int, until: list[str]) -> str:
-        input_ids = torch.tensor([ids], device=self._device)
+    def _generate(self, prompts: list[list[int]], plan: _GenerationPlan, batch_number: int) -> list[str]:
+        inputs = _left_padded(prompts, self._pad_id(), self._device)
+        input_ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask", torch.ones_like(input_ids))
         eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new, eos_token_id=eos,
-                                  pad_token_id=pad)
-        stop = StoppingCriteriaList([_StopOnText(self.tokenizer, until, len(ids))]) if until else None
-        output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                     generation_config=config, stopping_criteria=stop)
-        text = self.tokenizer.decode(output[0, len(ids):], skip_special_tokens=True)
-        return _cut_at_stop(text, until)
+        config = GenerationConfig(do_sample=bool(plan.sampling), num_beams=1, max_new_tokens=plan.max_new,
+                                  eos_token_id=eos, pad_token_id=self._pad_id(), **dict(plan.sampling))
+        until = list(plan.until)
+        stop = StoppingCriteriaList([_StopOnText(self.tokenizer, until, input_ids.shape[1])]) if until else None
+        devices = [self._device] if self._device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=bool(plan.sampling)):
+            if plan.sampling:
+                torch.manual_seed(self.seed + batch_number)
+            output = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
+                                         stopping_criteria=stop)
+        texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1]:], skip_special_tokens=True)
+        return [_cut_at_stop(text, until) for text in texts]
+
+
+@dataclass(frozen=True)
+class _GenerationPlan:
+    """One request's generation settings; requests with equal plans can share a batch."""
+
+    until: tuple[str, ...]
+    max_new: int
+    sampling: tuple[tuple[str, float | int], ...]  # () = greedy
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Model inputs for ``rows``: unpadded when they are of one length, else left-padded with a mask and
+    position ids counting real tokens (what transformers' generate computes, so scores match unpadded ones)."""
+    length = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (length - len(row)) + row for row in rows], device=device)
+    if all(len(row) == length for row in rows):
+        return {"input_ids": ids}
+    mask = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows], device=device)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(dim=1) - 1).clamp_min(0)}
 
 
 class _StopOnText(StoppingCriteria):

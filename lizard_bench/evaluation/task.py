@@ -14,7 +14,7 @@ from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, Task
 # Suite YAML may set these under task_options.<task>; every lm-eval task accepts the same ones.
 LM_EVAL_OPTIONS: dict[str, Any] = {
     "num_fewshot": 0,  # MMLU: 5, as in the paper
-    "batch_size": 4,  # at most this many sequences of one exact length per forward pass (never padded)
+    "batch_size": 4,  # sequences per forward pass (length-sorted, left-padded)
     "max_length": None,  # tokens per forward pass; None: the model's max_position_embeddings
     "max_gen_toks": 256,
     "add_bos_token": None,  # None: as the tokenizer does by default; true/false to force

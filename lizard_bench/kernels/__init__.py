@@ -52,6 +52,7 @@ def softmax_attention(
     scale: float | None = None,
     backend: str | None = None,
     return_lse: bool = False,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
@@ -60,11 +61,15 @@ def softmax_attention(
     to the normaliser only. Hkv must divide H (grouped-query attention).
     With ``return_lse`` it also returns the log of each row's normaliser, lse [B, T, H]
     float32 (sinks included), differentiable — what a caller needs to merge this branch
-    with another under one shared normaliser.
+    with another under one shared normaliser. ``key_mask`` [B, S] bool (True = attend) hides
+    padded keys: they get no weight in any row that sees a real key or a sink, and a row that
+    sees only masked keys stays finite but is meaningless (``kernels/masking.py``).
     """
-    _check_softmax_inputs(q, k, v, window, sink_logits)
+    _check_softmax_inputs(q, k, v, window, sink_logits, key_mask)
     module = _backend_module(select_backend(q.device, backend))
-    options = {"return_lse": True} if return_lse else {}
+    options: dict = {"return_lse": True} if return_lse else {}
+    if key_mask is not None:
+        options["key_mask"] = key_mask
     return module.softmax_attention(
         q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=scale, **options
     )
@@ -116,7 +121,7 @@ def gated_linear_attention_step(
     return step(q, k, v, log_gate, state, eps=eps, normalize=normalize)
 
 
-def _check_softmax_inputs(q, k, v, window, sink_logits) -> None:
+def _check_softmax_inputs(q, k, v, window, sink_logits, key_mask=None) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
             f"softmax_attention expects [B, T, H, D] tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}"
@@ -131,6 +136,9 @@ def _check_softmax_inputs(q, k, v, window, sink_logits) -> None:
         raise ValueError(f"window must be >= 1, got {window}")
     if sink_logits is not None and (sink_logits.dim() != 2 or sink_logits.shape[0] != q.shape[2]):
         raise ValueError(f"sink_logits must be [H={q.shape[2]}, m], got {tuple(sink_logits.shape)}")
+    if key_mask is not None and (key_mask.dtype != torch.bool or tuple(key_mask.shape) != (k.shape[0], k.shape[1])):
+        raise ValueError(f"key_mask must be bool [B={k.shape[0]}, S={k.shape[1]}], got {key_mask.dtype} "
+                         f"{tuple(key_mask.shape)}")
 
 
 def _check_gla_inputs(q, k, v, log_gate) -> None:

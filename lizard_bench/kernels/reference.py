@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.state import GLAState
 
 
@@ -30,13 +31,15 @@ def softmax_attention_reference(
     sink_logits: torch.Tensor | None = None,
     scale: float | None = None,
     return_lse: bool = False,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Dense masked softmax attention in float64 (with ``return_lse``, also log normalisers [B, T, H]).
 
     Shapes: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
     Queries are the last T of the S positions (bottom-right alignment), so decoding one
     token against a cache of S keys is the T = 1 case. ``sink_logits`` [H, m] add
-    e^{t_r} to the normaliser only (meta-memory sinks carry no value).
+    e^{t_r} to the normaliser only (meta-memory sinks carry no value). ``key_mask`` [B, S]
+    (True = attend) adds ``MASKED_KEY_SCORE`` to masked keys' scores (kernels/masking.py).
     """
     B, T, H, D = q.shape
     S = k.shape[1]
@@ -51,6 +54,8 @@ def softmax_attention_reference(
     if window is not None:
         visible &= key_pos > query_pos - window
     scores = scores.masked_fill(~visible, float("-inf"))
+    if key_mask is not None:
+        scores = scores + key_bias(key_mask, torch.float64)[:, None, None, :]
     if sink_logits is not None:
         sinks = sink_logits.double().view(1, H, 1, -1).expand(B, H, T, -1)
         scores = torch.cat([scores, sinks], dim=-1)

@@ -12,9 +12,14 @@ The branches themselves:
   plus m meta-memory logits in the normaliser (as an extension, with learned values).
 
 All attention arithmetic goes through :mod:`lizard_bench.kernels`, the same code the
-teacher runs on. In distillation mode the module also runs the teacher's own attention on
-the same input, stores the MSE between the two outputs, and passes the *teacher's* output
-on, so one forward pass yields every layer's input and target (stage 1).
+teacher runs on. Padded batches (left, right or anywhere) give each real token what it gets
+unpadded: each row's pads are moved first (``linearize/padding.py``), pads add nothing to the
+GLA state (zero features, log-gate 0), the window and the sinks' normaliser skip pad keys
+(the kernels' key mask), anchors are a row's first m *real* tokens, and pad rows output 0.
+
+In distillation mode the module also runs the teacher's own attention on the same input,
+stores the MSE between the two outputs, and passes the *teacher's* output on, so one
+forward pass yields every layer's input and target (stage 1).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer
 from lizard_bench.linearize.config import LinearizeConfig
 from lizard_bench.linearize.feature_maps import HedgehogFeatureMap
 from lizard_bench.linearize.gates import build_gate
-from lizard_bench.models.masks import ensure_plain_causal
+from lizard_bench.linearize.padding import pads_first, real_positions, reals_first, restore, take
+from lizard_bench.models.masks import key_padding
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -99,10 +105,12 @@ class LizardAttention(nn.Module):
         **kwargs,
     ) -> tuple[torch.Tensor, None]:
         cache = cache if cache is not None else past_key_values
-        ensure_plain_causal(attention_mask, hidden_states.shape[1])
+        T = hidden_states.shape[1]
+        real = key_padding(attention_mask, T)
+        real = real[:, -T:] if real is not None else None
         if not self.distill:
             state = lizard_layer(cache, self.layer_idx) if cache is not None else None
-            return self.attend(hidden_states, position_embeddings, state), None
+            return self.attend(hidden_states, position_embeddings, state, real), None
         hook = None
         if self.distill_before_o_proj:
             hook = self.base.o_proj.register_forward_pre_hook(self._keep_o_proj_input)
@@ -113,7 +121,7 @@ class LizardAttention(nn.Module):
         finally:
             if hook is not None:
                 hook.remove()
-        output = self.attend(hidden_states, position_embeddings, None)
+        output = self.attend(hidden_states, position_embeddings, None, real)
         if self.distill_before_o_proj:
             target, output = self._o_proj_input, self._last_mixed
             self._o_proj_input = self._last_mixed = None
@@ -131,15 +139,32 @@ class LizardAttention(nn.Module):
         self._o_proj_input = args[0].detach()
 
     # -- the method ----------------------------------------------------------------------------
-    def attend(self, x: torch.Tensor, position_embeddings, state: LizardCacheLayer | None) -> torch.Tensor:
-        """x [B, T, d_model] -> attention output after o_proj [B, T, d_model]; advances ``state`` if given."""
+    def attend(
+        self, x: torch.Tensor, position_embeddings, state: LizardCacheLayer | None, real: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, T, d_model] -> attention output after o_proj [B, T, d_model]; advances ``state`` if given.
+
+        ``real`` [B, T] bool marks the chunk's real tokens (None: no padding).
+        """
         B, T, _ = x.shape
         q, k, v = self.project(x)
-        if self.config.combine == "shared":
-            out = self._shared_normaliser(x, q, k, v, position_embeddings, state)
+        shared = self.config.combine == "shared"
+        log_gate = self.gate(x) if self.config.linear_branch and not shared else None
+        order = None
+        if real is not None:  # each row's pads first: a window over the last keys then holds real keys only
+            order = pads_first(real)
+            q, k, v, real = take(q, order), take(k, order), take(v, order), take(real, order)
+            log_gate = take(log_gate, order).masked_fill(~real[..., None], 0.0) if log_gate is not None else None
+            if position_embeddings is not None:
+                position_embeddings = tuple(take(t.expand(B, *t.shape[1:]), order) for t in position_embeddings)
+        if shared:
+            out = self._shared_normaliser(q, k, v, position_embeddings, state, real)
         else:
-            out = self._two_branches(x, q, k, v, position_embeddings, state)
+            out = self._two_branches(q, k, v, log_gate, position_embeddings, state, real)
+        if order is not None:  # back to the caller's positions; pad rows output 0
+            out = restore(out.masked_fill(~real[..., None, None], 0.0), order)
         if state is not None:
+            state.count_real(real, T)
             state.seen += T
         mixed = out.reshape(B, T, -1).to(x.dtype)
         if self.distill and self.distill_before_o_proj:
@@ -154,19 +179,19 @@ class LizardAttention(nn.Module):
         v = self.base.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim)
         return q, k, v
 
-    def _two_branches(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
+    def _two_branches(self, q, k, v, log_gate, position_embeddings, state, real) -> torch.Tensor:
         """The 'separate', 'unnormalised' and 'convex' readings (and the no-window / no-linear ablations)."""
         combine = self.config.combine
         linear = None
         if self.config.linear_branch:
-            linear = self._linear(q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), self.gate(x), state,
-                                  normalize=combine != "unnormalised")
+            linear = self._linear(q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), log_gate, state,
+                                  normalize=combine != "unnormalised", real=real)
             if combine == "unnormalised":
                 linear = linear * self.gla_log_scale.exp().view(1, 1, -1, 1).to(linear.dtype)
         if not self.config.window:
             return linear
         window_out, lse = self._window(q, k, v, position_embeddings, state, keep=self.config.window - 1,
-                                       return_lse=combine == "convex" or hasattr(self, "sink_values"))
+                                       return_lse=combine == "convex" or hasattr(self, "sink_values"), real=real)
         if hasattr(self, "sink_values"):  # Σ_r (e^{t_r} / Z) u_r: each sink's share times its value
             share = torch.exp(self.sink_logits.float().view(1, 1, *self.sink_logits.shape) - lse[..., None])
             carried = torch.einsum("bthr,hrd->bthd", share, self.sink_values.float())
@@ -178,11 +203,17 @@ class LizardAttention(nn.Module):
             return window_out + sinks_share[..., None].to(linear.dtype) * linear
         return linear + self.alpha.view(1, 1, -1, 1).to(linear.dtype) * window_out
 
-    def _linear(self, q, k, v, log_gate, state, initial=None, normalize: bool = True) -> torch.Tensor:
-        """Gated linear attention over Hedgehog features (k, v already broadcast to query heads)."""
+    def _linear(self, q, k, v, log_gate, state, initial=None, normalize: bool = True, real=None) -> torch.Tensor:
+        """Gated linear attention over Hedgehog features (k, v already broadcast to query heads).
+
+        Pad keys get zero features (and, from :meth:`attend`, log-gate 0): they leave the state as it was.
+        """
         dtype = v.dtype
+        features_k = self.feature_k(k)
+        if real is not None:
+            features_k = features_k.masked_fill(~real[..., None, None], 0.0)
         out, final = gated_linear_attention(
-            self.feature_q(q).to(dtype), self.feature_k(k).to(dtype), v, log_gate,
+            self.feature_q(q).to(dtype), features_k.to(dtype), v, log_gate,
             initial_state=state.gla if state is not None else initial,
             output_final_state=state is not None, eps=self.config.eps, normalize=normalize,
             backend=self.kernel_backend,
@@ -191,75 +222,113 @@ class LizardAttention(nn.Module):
             state.gla = final
         return out
 
-    def _window(self, q, k, v, position_embeddings, state, keep: int, return_lse: bool = False):
+    def _window(self, q, k, v, position_embeddings, state, keep: int, return_lse: bool = False, real=None):
         """Softmax over the last w keys, the anchors and the sinks: (out, lse or None).
 
         Keys/values before this call come from ``state``; ``lse`` [B, T, H] is the log of
-        each row's normaliser (float32).
+        each row's normaliser (float32). With padding (``real``, pads first) the buffered and
+        new keys are joined pads first too, and pad keys are masked.
         """
         if self.config.window_rope:
             cos, sin = position_embeddings
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        anchors = self._anchors(k, v, state) if self.config.num_anchors else None
+        anchors = self._anchors(k, v, state, real) if self.config.num_anchors else None
+        key_real = real
         if state is not None:
-            k, v = state.extend("k", k, keep), state.extend("v", v, keep)
+            (k, v), key_real = state.extend_padded(("k", "v"), (k, v), keep, real, group="kv")
         sinks = getattr(self, "sink_logits", None)
         result = softmax_attention(q, k, v, causal=True, window=self.config.window, sink_logits=sinks,
-                                   backend=self.kernel_backend, return_lse=return_lse or anchors is not None)
+                                   backend=self.kernel_backend, return_lse=return_lse or anchors is not None,
+                                   key_mask=key_real)
         out, lse = result if isinstance(result, tuple) else (result, None)
         if anchors is not None:
-            out, lse = self._merge_anchors(q, out, lse, *anchors, first=state.seen if state is not None else 0)
+            out, lse = self._merge_anchors(q, out, lse, *anchors, position=self._query_positions(q, state, real))
         return out, (lse if return_lse else None)
 
-    def _anchors(self, k, v, state) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys/values of the sequence's first m tokens ([B, ≤ m, Hkv, D]); kept in ``state`` when decoding."""
-        m = self.config.num_anchors
-        if state is None:
-            return k[:, :m], v[:, :m]
-        missing = max(0, m - state.seen)
-        for name, new in (("anchor_k", k), ("anchor_v", v)):
-            held = state.buffers.get(name)
-            if missing:
-                joined = new[:, :missing] if held is None else torch.cat([held, new[:, :missing]], dim=1)
-                state.buffers[name] = joined.detach()
-        return state.buffers["anchor_k"], state.buffers["anchor_v"]
+    @staticmethod
+    def _query_positions(q, state, real) -> torch.Tensor:
+        """[B, T] index of each query among its row's real tokens (pads: -1)."""
+        B, T = q.shape[:2]
+        before = state.real_seen(B, q.device) if state is not None else torch.zeros(B, dtype=torch.long,
+                                                                                       device=q.device)
+        if real is None:
+            return before[:, None] + torch.arange(T, device=q.device)
+        return real_positions(real, before)
 
-    def _merge_anchors(self, q, out, lse, anchor_k, anchor_v, first: int):
+    def _anchors(self, k, v, state, real) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Keys/values of each row's first m real tokens ([B, ≤ m, Hkv, D]) and which are there yet ([B, ≤ m]
+        bool, None = all); kept in ``state`` when decoding."""
+        m = self.config.num_anchors
+        held_real = state.buffers.get("anchor_real") if state is not None else None
+        if real is None and held_real is None:  # no padding: the first m positions
+            if state is None:
+                return k[:, :m], v[:, :m], None
+            missing = max(0, m - state.seen)
+            for name, new in (("anchor_k", k), ("anchor_v", v)):
+                held = state.buffers.get(name)
+                if missing:
+                    joined = new[:, :missing] if held is None else torch.cat([held, new[:, :missing]], dim=1)
+                    state.buffers[name] = joined.detach()
+            return state.buffers["anchor_k"], state.buffers["anchor_v"], None
+        B, T = k.shape[:2]
+        if real is None:
+            real = torch.ones(B, T, dtype=torch.bool, device=k.device)
+        joined_k, joined_v, joined_real = k, v, real
+        if state is not None and "anchor_k" in state.buffers:
+            if held_real is None:
+                held_real = torch.ones(state.buffers["anchor_k"].shape[:2], dtype=torch.bool, device=k.device)
+            joined_k = torch.cat([state.buffers["anchor_k"], k], dim=1)
+            joined_v = torch.cat([state.buffers["anchor_v"], v], dim=1)
+            joined_real = torch.cat([held_real, real], dim=1)
+        order = reals_first(joined_real)[:, :m]
+        anchor_k, anchor_v, anchor_real = take(joined_k, order), take(joined_v, order), take(joined_real, order)
+        if state is not None:
+            state.buffers.update(anchor_k=anchor_k.detach(), anchor_v=anchor_v.detach(), anchor_real=anchor_real)
+        return anchor_k, anchor_v, anchor_real
+
+    def _merge_anchors(self, q, out, lse, anchor_k, anchor_v, anchor_real, position: torch.Tensor):
         """Add the anchors that have left a query's window to its softmax (one normaliser for both).
 
-        Query i (absolute position ``first + i``) sees anchor a < m only once a <= position - w;
+        A query at real position p (``position`` [B, T]) sees anchor a < m only once a <= p - w;
         closer anchors are inside the window already and must not count twice.
         """
         scale = q.shape[-1] ** -0.5
         k_a, v_a = repeat_kv(anchor_k, self.groups).float(), repeat_kv(anchor_v, self.groups).float()
         scores = torch.einsum("bthd,bahd->btha", q.float(), k_a) * scale  # [B, T, H, A]
-        position = torch.arange(first, first + q.shape[1], device=q.device).view(1, -1, 1, 1)
         anchor = torch.arange(k_a.shape[1], device=q.device).view(1, 1, 1, -1)
+        hidden = anchor > position[:, :, None, None] - self.config.window
+        if anchor_real is not None:
+            hidden = hidden | ~anchor_real[:, None, None, :]
         # a large finite floor instead of -inf: a row with no visible anchor gets weight e^{-1e30} = 0, no NaN
-        scores = scores.masked_fill(anchor > position - self.config.window, -1e30)
+        scores = scores.masked_fill(hidden, -1e30)
         lse_a = torch.logsumexp(scores, dim=-1)
         total = torch.logaddexp(lse.float(), lse_a)
         out_a = torch.einsum("btha,bahd->bthd", torch.softmax(scores, dim=-1), v_a)
         merged = torch.exp(lse.float() - total)[..., None] * out.float() + torch.exp(lse_a - total)[..., None] * out_a
         return merged.to(out.dtype), total
 
-    def _shared_normaliser(self, x, q, k, v, position_embeddings, state) -> torch.Tensor:
+    def _shared_normaliser(self, q, k, v, position_embeddings, state, real) -> torch.Tensor:
         """LoLCATs-style: softmax over the window and linear attention over older keys, one normaliser.
 
         Key j reaches the linear branch when it leaves query i's window (j <= i - w). Shifting the
         key/value stream right by w positions turns that into an ordinary causal linear
         attention; the shift's first positions come from the buffered keys (decoding) or are
-        empty (zero features contribute nothing).
+        empty (zero features contribute nothing). With padding (pads first) the stream is that
+        of the real keys, and pad keys in it are absent too.
         """
         B, T, _, _ = q.shape
         w = self.config.window
         buffered = 0 if state is None or "k_raw" not in state.buffers else state.buffers["k_raw"].shape[1]
-        raw_k = k if state is None else state.extend("k_raw", k, keep=w)
-        raw_v = v if state is None else state.extend("v_raw", v, keep=w)
+        raw_k, raw_v, raw_real = k, v, real
+        if state is not None:
+            (raw_k, raw_v), raw_real = state.extend_padded(("k_raw", "v_raw"), (k, v), w, real, group="raw")
         pad = w - buffered
         stream_k = F.pad(raw_k, (0, 0, 0, 0, pad, 0))[:, :T]  # key i - w for query i (zeros before the start)
         stream_v = F.pad(raw_v, (0, 0, 0, 0, pad, 0))[:, :T]
-        present = (torch.arange(T, device=q.device) >= pad).view(1, T, 1, 1)
+        if raw_real is None:
+            present = (torch.arange(T, device=q.device) >= pad).view(1, T, 1, 1)
+        else:
+            present = F.pad(raw_real, (pad, 0), value=False)[:, :T, None, None]
         features_k = self.feature_k(repeat_kv(stream_k, self.groups)) * present
         features_q = self.feature_q(q)
         stream_v = repeat_kv(stream_v, self.groups) * present
@@ -279,7 +348,7 @@ class LizardAttention(nn.Module):
         linear_den = torch.einsum("bthf,bthf->bth", features_q.float(), z)
         linear_num = linear_out.float() * (linear_den + self.config.eps)[..., None]
 
-        window_out, lse = self._window(q, k, v, position_embeddings, state, keep=w - 1, return_lse=True)
+        window_out, lse = self._window(q, k, v, position_embeddings, state, keep=w - 1, return_lse=True, real=real)
         # one normaliser: (e^lse · ŷ_win + num) / (e^lse + den), scaled by e^-m so nothing overflows
         m = torch.maximum(lse, torch.log(linear_den.clamp_min(torch.finfo(torch.float32).tiny)))
         window_weight, linear_weight = torch.exp(lse - m), torch.exp(-m)

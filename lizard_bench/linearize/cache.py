@@ -12,6 +12,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from lizard_bench.kernels import GLAState
+from lizard_bench.linearize.padding import pads_first, take
 
 
 class LizardCacheLayer(DynamicLayer):
@@ -19,7 +20,9 @@ class LizardCacheLayer(DynamicLayer):
 
     ``buffers`` hold the last few keys and values ([B, L, Hkv, D], L bounded by the window)
     and ``gla`` the linear branch's state; ``seen`` counts every token processed, which is
-    what transformers asks for as the sequence length.
+    what transformers asks for as the sequence length. Once a batch has had padding, the
+    buffers are kept with each row's pads first and a mask of which rows are real tokens
+    (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens.
     """
 
     is_sliding = False
@@ -68,6 +71,57 @@ class LizardCacheLayer(DynamicLayer):
         if self.gla is not None:
             tensors += [self.gla.S, self.gla.z]
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def real_seen(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Real tokens processed so far in each row ([B] long): ``seen`` until padding has been met."""
+        held = self.buffers.get("real_seen")
+        return held if held is not None else torch.full((batch,), self.seen, dtype=torch.long, device=device)
+
+    def count_real(self, real: torch.Tensor | None, length: int) -> None:
+        """Advance ``real_seen`` by a chunk's real tokens (``real`` [B, T] bool, None = all of ``length``)."""
+        if real is None and "real_seen" not in self.buffers:
+            return
+        batch, device = (real.shape[0], real.device) if real is not None else (None, None)
+        held = self.buffers.get("real_seen")
+        if held is None:
+            held = torch.full((batch,), self.seen, dtype=torch.long, device=device)
+        self.buffers["real_seen"] = held + (real.sum(dim=1) if real is not None else length)
+
+    def extend_padded(
+        self, names: tuple[str, ...], new: tuple[torch.Tensor, ...], keep: int, real: torch.Tensor | None,
+        group: str,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """:meth:`extend` for aligned buffers ``names`` whose rows may be padding; returns (joined, real mask).
+
+        Without padding, now or before, this is :meth:`extend` and the mask is None. Otherwise
+        buffer and chunk are joined with each row's pads moved first (real tokens in order),
+        so a window over the last rows spans real tokens only; the last ``keep`` rows and their
+        mask (``<group>_real``) are kept.
+        """
+        key = f"{group}_real"
+        held_real = self.buffers.get(key)
+        if real is None and held_real is None:
+            return [self.extend(name, tensor, keep) for name, tensor in zip(names, new, strict=True)], None
+        batch, length = new[0].shape[:2]
+        device = new[0].device
+        if real is None:
+            real = torch.ones(batch, length, dtype=torch.bool, device=device)
+        if held_real is None:
+            held = self.buffers.get(names[0])
+            held_real = torch.ones(batch, 0 if held is None else held.shape[1], dtype=torch.bool, device=device)
+        joined_real = torch.cat([held_real, real], dim=1)
+        order = pads_first(joined_real)
+        joined_real = take(joined_real, order)
+        joined = []
+        for name, tensor in zip(names, new, strict=True):
+            previous = self.buffers.get(name)
+            whole = tensor if previous is None else torch.cat([previous, tensor], dim=1)
+            joined.append(take(whole, order))
+        start = joined_real.shape[1] - min(keep, joined_real.shape[1])
+        for name, whole in zip(names, joined, strict=True):
+            self.buffers[name] = whole[:, start:].detach()
+        self.buffers[key] = joined_real[:, start:]
+        return joined, joined_real
 
     def extend(self, name: str, new: torch.Tensor, keep: int) -> torch.Tensor:
         """Return the buffered ``name`` tensor followed by ``new`` ([B, T, ...]), and keep its last ``keep`` rows."""

@@ -3,9 +3,9 @@
 The teacher must run through the same kernel code as the linearized variants, or a speed or
 accuracy difference could come from the kernels rather than the method. transformers lets a
 model pick its attention function by name; we register ours (``lizard_kernels``) beside
-``sdpa`` and reuse sdpa's mask builder, which hands us ``None`` for plain causal batches.
-A mask with padding is refused loudly rather than ignored: a silently wrong score is worse
-than an error.
+``sdpa`` and reuse sdpa's mask builder, which hands us ``None`` for plain causal batches and
+causal-plus-padding otherwise; the padding goes to the kernels as a key mask. Any other
+pattern is refused loudly rather than ignored (``models/masks.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from lizard_bench.kernels import softmax_attention
-from lizard_bench.models.masks import ensure_plain_causal
+from lizard_bench.models.masks import key_padding
 
 ATTENTION_PREFIX = "lizard_kernels"
 
@@ -35,7 +35,7 @@ def kernel_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention hook: q [B, H, T, D], k/v [B, Hkv, S, D] -> ([B, T, H, D], None)."""
-    ensure_plain_causal(attention_mask, query.shape[2])
+    real = key_padding(attention_mask, query.shape[2])
     if dropout and module.training:
         raise ValueError("attention dropout is not supported by the shared kernels; set attention_dropout=0")
     output = softmax_attention(
@@ -45,6 +45,7 @@ def kernel_attention_forward(
         causal=getattr(module, "is_causal", True),
         scale=scaling,
         backend=backend,
+        key_mask=real,
     )
     return output, None
 

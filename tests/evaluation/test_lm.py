@@ -1,4 +1,5 @@
-"""The lm-eval wrapper scores exactly what the model computes, never pads, and truncates only visibly."""
+"""The lm-eval wrapper scores exactly what the model computes, in padded batches as at batch 1, and truncates only
+visibly."""
 
 from __future__ import annotations
 
@@ -87,29 +88,44 @@ def test_greedy_flag_is_true_for_the_models_own_argmax_continuation():
     assert greedy
 
 
+MIXED = PAIRS + [("A much longer context, so that batches need padding:", " yes"), ("Hi", " there, friend"),
+                 ("Question: is fire hot?\nAnswer:", " yes")]
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_batches_never_contain_padding_or_masks(variant):
+def test_length_sorted_padded_batches_score_as_batch_one(variant):
+    """Batch 4 over mixed lengths (left-padded) gives batch 1's numbers: |Δ loglik| <= 1e-5, same greedy flags."""
     model = tiny_variant(variant)
+    requests = [request("loglikelihood", c, x) for c, x in MIXED]
+    alone = LizardLM(model, TOKENIZER, "cpu", batch_size=1, progress=False).loglikelihood(requests)
     spy = ForwardSpy(model)
-    lm = LizardLM(model, TOKENIZER, "cpu", batch_size=4, progress=False)
-    lm.loglikelihood([request("loglikelihood", c, x) for c, x in PAIRS])
-    expected_rows = set()
-    for context, continuation in PAIRS:
-        context_ids, continuation_ids = lm._encode_pair(context, continuation)
-        expected_rows.add(tuple((context_ids + continuation_ids)[:-1]))
-    assert len(spy.calls) < len(PAIRS), "equal-length requests should share a forward pass"
+    batched = LizardLM(model, TOKENIZER, "cpu", batch_size=4, progress=False).loglikelihood(requests)
+    assert len(spy.calls) == -(-sum(1 for _, x in MIXED if x) // 4)
+    assert any("attention_mask" in kwargs for _, kwargs in spy.calls), "mixed lengths should need padding"
+    for (logprob, greedy), (expected, expected_greedy) in zip(batched, alone, strict=True):
+        assert logprob == pytest.approx(expected, abs=1e-5)
+        assert greedy == expected_greedy
+
+
+def test_batches_are_sorted_by_length_and_padded_on_the_left():
+    model = tiny_variant("lizard")
+    spy = ForwardSpy(model)
+    lm = LizardLM(model, TOKENIZER, "cpu", batch_size=3, progress=False)
+    lm.loglikelihood([request("loglikelihood", c, x) for c, x in MIXED])
+    rows = {tuple((c + x)[:-1]) for c, x in (lm._encode_pair(*pair) for pair in MIXED)}
+    longest = [int(input_ids.shape[1]) for input_ids, _ in spy.calls]
+    assert longest == sorted(longest, reverse=True)
     for input_ids, kwargs in spy.calls:
-        assert kwargs.get("attention_mask") is None
-        for row in input_ids.tolist():
-            assert tuple(row) in expected_rows  # each row is one request exactly: nothing added, nothing shifted
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_the_models_refuse_padded_batches_which_is_why_the_wrapper_never_pads(variant):
-    model = tiny_variant(variant)
-    batch = torch.tensor([ids("abcd"), ids("xyzw")])
-    with pytest.raises(ValueError, match="padding"):
-        model(input_ids=batch, attention_mask=torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            assert "position_ids" not in kwargs
+            mask = torch.ones_like(input_ids)
+        else:
+            assert torch.equal(kwargs["position_ids"], (mask.cumsum(1) - 1).clamp_min(0))
+        for row, row_mask in zip(input_ids.tolist(), mask.tolist(), strict=True):
+            pads = row_mask.index(1)
+            assert row_mask == [0] * pads + [1] * (len(row) - pads)  # left padding only
+            assert tuple(row[pads:]) in rows  # each row is one request exactly
 
 
 def test_long_contexts_are_truncated_from_the_left_and_counted():
@@ -150,10 +166,45 @@ def test_generate_until_is_greedy_and_stops_at_stop_strings(variant):
     assert stopped == reference[: reference.index(stop)]
 
 
-def test_generation_refuses_sampling_and_truncates_visibly():
+PROMPTS = ["Q: name a colour.\nA:", "Hi", "A longer prompt than the others, for padding:", "xyz"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_batched_greedy_generation_equals_batch_one(variant):
+    model = tiny_variant(variant)
+    requests = [request("generate_until", p, {"until": ["."], "max_gen_toks": 10}) for p in PROMPTS]
+    requests.append(request("generate_until", "abc", {"until": [], "max_gen_toks": 6}))  # its own settings group
+    alone = LizardLM(model, TOKENIZER, "cpu", batch_size=1, progress=False).generate_until(requests)
+    batched = LizardLM(model, TOKENIZER, "cpu", batch_size=4, progress=False).generate_until(requests)
+    assert batched == alone
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    model = tiny_variant("lizard")
+    settings = {"until": [], "max_gen_toks": 12, "do_sample": True, "temperature": 1.5, "top_p": 0.95, "top_k": 40}
+    requests = [request("generate_until", p, settings) for p in PROMPTS]
+
+    def sample(seed: int) -> list[str]:
+        return LizardLM(model, TOKENIZER, "cpu", batch_size=2, seed=seed, progress=False).generate_until(requests)
+
+    torch.manual_seed(0)
+    first = sample(7)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(1))  # sampling left the global random state alone
+    assert sample(7) == first
+    assert sample(8) != first
+    greedy = LizardLM(model, TOKENIZER, "cpu", progress=False).generate_until(
+        [request("generate_until", p, {"until": [], "max_gen_toks": 12}) for p in PROMPTS])
+    assert first != greedy
+
+
+def test_generation_settings_are_checked_and_truncation_is_visible():
     lm = LizardLM(tiny_variant("softmax"), TOKENIZER, "cpu", max_length=20, progress=False)
-    with pytest.raises(ValueError, match="greedy"):
-        lm.generate_until([request("generate_until", "hi", {"do_sample": True, "temperature": 0.7})])
+    with pytest.raises(ValueError, match="temperature above 0"):
+        lm.generate_until([request("generate_until", "hi", {"do_sample": True, "temperature": 0.0})])
+    with pytest.raises(ValueError, match="unsupported generation settings"):
+        lm.generate_until([request("generate_until", "hi", {"num_beams": 4})])
     [text] = lm.generate_until([request("generate_until", "x" * 40, {"until": ["\n"], "max_gen_toks": 5})])
     assert len(text) <= 5
     assert lm.truncation_summary()["truncated_requests"] == {"generate_until": 1}
@@ -169,3 +220,15 @@ def test_loglikelihood_rolling_scores_every_token_once():
     short = LizardLM(model, TOKENIZER, "cpu", max_length=8, progress=False)
     [windowed] = short.loglikelihood_rolling([request("loglikelihood_rolling", text)])
     assert windowed < 0 and windowed != pytest.approx(expected, abs=1e-3)  # less context per token, still finite
+
+
+def test_lm_evals_own_hf_model_generates_in_padded_batches():
+    """lm-eval's HFLM pads generation batches on the left: a linearized model now serves it at batch 2 as at 1."""
+    from lm_eval.models.huggingface import HFLM
+
+    model = tiny_variant("lizard")
+    requests = [request("generate_until", p, {"until": ["."], "max_gen_toks": 8, "do_sample": False})
+                for p in PROMPTS]
+    outputs = {size: HFLM(pretrained=model, tokenizer=TOKENIZER, batch_size=size, max_length=128,
+                          device="cpu").generate_until(requests) for size in (1, 2)}
+    assert outputs[2] == outputs[1]

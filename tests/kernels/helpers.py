@@ -117,3 +117,13 @@ def poison_allocations() -> Iterator[None]:
         patch.setattr(torch, "empty_like", empty_like)
         patch.setattr(torch.Tensor, "new_empty", new_empty)
         yield
+
+
+def key_masks(gen: torch.Generator, B: int, S: int, device="cpu") -> torch.Tensor:
+    """[B, S] bool key masks with every padding shape at once: row 0 left-padded, row 1 right-padded,
+    further rows with random holes (about a third of the keys masked)."""
+    mask = torch.rand(B, S, generator=gen) > 1 / 3
+    mask[0] = torch.arange(S) >= min(S - 1, max(1, S // 4))
+    if B > 1:
+        mask[1] = torch.arange(S) < max(1, 3 * S // 4)
+    return mask.to(device)

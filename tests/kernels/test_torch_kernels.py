@@ -21,6 +21,7 @@ from tests.kernels.helpers import (
     assert_close_everywhere,
     generator,
     hedgehog_features,
+    key_masks,
     log_gates,
     one_torch_thread,
     poison_allocations,
@@ -474,3 +475,68 @@ def test_public_api_passes_normalize_through():
     out, _ = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial, normalize=False, backend="torch")
     expected, _ = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial, normalize=False)
     assert_close_everywhere(out, expected)
+
+
+# --------------------------------------------------------------------------- padded keys
+
+KEY_MASK_CASES = ["decode-window", "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
+                  "window>=S", "teacher-sdpa", "teacher-sdpa-T<S", "teacher-sdpa-decode", "causal-sinks-dense",
+                  "non-causal-window-sinks"]
+
+
+@pytest.mark.parametrize("case", KEY_MASK_CASES)
+def test_key_mask_matches_reference(case, poisoned):
+    """Every path (sdpa, dense, banded) hides masked keys as the reference does, rows of only masked keys included."""
+    T, S, window, sinks, causal, Hkv = SOFTMAX_CASES[case]
+    seed = 500 + KEY_MASK_CASES.index(case)
+    q, k, v, sink_logits = softmax_inputs(seed, T, S, Hkv=Hkv, sinks=sinks, B=3)
+    mask = key_masks(generator(seed), 3, S)
+    out, lse = tb.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits, scale=None,
+                                    return_lse=True, key_mask=mask)
+    expected, expected_lse = softmax_attention_reference(q, k, v, causal=causal, window=window,
+                                                         sink_logits=sink_logits, return_lse=True, key_mask=mask)
+    assert_close_everywhere(out, expected)
+    torch.testing.assert_close(lse.double(), expected_lse, rtol=1e-6, atol=1e-4)
+    if window is None and not sinks and causal:  # the teacher's own path, without lse
+        plain = tb.softmax_attention(q, k, v, causal=True, key_mask=mask)
+        assert_close_everywhere(plain, expected)
+
+
+def test_key_mask_equals_dropping_the_keys():
+    """A left-padded row's real queries see exactly what the unpadded row sees (the reference's own promise)."""
+    q, k, v, sink_logits = softmax_inputs(41, 40, 40, B=1)
+    pad = 7
+    mask = (torch.arange(40) >= pad)[None]
+    padded = tb.softmax_attention(q, k, v, window=8, sink_logits=sink_logits, key_mask=mask)
+    plain = tb.softmax_attention(q[:, pad:], k[:, pad:], v[:, pad:], window=8, sink_logits=sink_logits)
+    torch.testing.assert_close(padded[:, pad:], plain, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [3, None], ids=["banded", "dense"])
+def test_key_mask_gradcheck(window):
+    q, k, v, sink_logits = softmax_inputs(43, 10, 12, H=2, Hkv=1, D=4, Dv=3, dtype=torch.float64, B=2)
+    mask = key_masks(generator(43), 2, 12)
+    inputs = tuple(x.requires_grad_() for x in (q, k, v, sink_logits.double()))
+
+    def fn(q, k, v, sinks):
+        return tb.softmax_attention(q, k, v, causal=True, window=window, sink_logits=sinks, scale=None,
+                                    key_mask=mask)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_key_mask_half_precision_sdpa_is_finite():
+    """16-bit masks cannot hold the masked-key score; padding rows must still not turn into NaN."""
+    q, k, v, _ = softmax_inputs(47, 20, 20, sinks=False, dtype=torch.float16, B=2)
+    mask = key_masks(generator(47), 2, 20)
+    out = tb.softmax_attention(q, k, v, causal=True, key_mask=mask)
+    expected = softmax_attention_reference(q, k, v, causal=True, key_mask=mask)
+    assert torch.isfinite(out).all()
+    real = mask[:, :, None, None].expand_as(out)  # rows whose own key is real see at least that key
+    torch.testing.assert_close(out[real].double(), expected[real], atol=2e-3, rtol=1e-2)
+
+
+def test_key_mask_shape_is_checked():
+    q, k, v, _ = softmax_inputs(49, 4, 4, B=2)
+    with pytest.raises(ValueError, match="key_mask must be bool"):
+        kernels.softmax_attention(q, k, v, key_mask=torch.ones(2, 3, dtype=torch.bool))

@@ -31,6 +31,7 @@ from tests.kernels.helpers import (  # noqa: E402
     assert_close_everywhere,
     generator,
     hedgehog_features,
+    key_masks,
     log_gates,
     poison_allocations,
     randn,
@@ -347,6 +348,40 @@ def test_softmax_lse_output_and_its_gradient(case, poisoned):
     expected_out, expected_lse = softmax_attention_reference(q, k, v, causal=causal, window=window,
                                                              sink_logits=sink_logits, return_lse=True)
     assert_close_everywhere(lse, expected_lse)
+    actual = torch.autograd.grad((out, lse), list(leaves.values()), (grad_out, grad_lse))
+    expected = torch.autograd.grad((expected_out, expected_lse), list(leaves.values()),
+                                   (grad_out.double(), grad_lse.double()))
+    assert_grads_close(dict(zip(leaves, actual, strict=True)), dict(zip(leaves, expected, strict=True)))
+
+
+# --------------------------------------------------------------------------- padded keys
+
+KEY_MASK_CASES = ["decode-window", "several-blocks", "T<S-small-window", "teacher-T<S", "causal-sinks-dense",
+                  "non-causal-window-sinks"]
+
+
+@pytest.mark.parametrize("case", KEY_MASK_CASES)
+def test_key_mask_forward_and_backward_match_reference(case, poisoned):
+    """Masked keys in every kind of block (masked boundary blocks and the unmasked ones between), with gradients."""
+    T, S, window, sinks, causal, Hkv, D = SOFTMAX_CASES[case]
+    seed = 600 + KEY_MASK_CASES.index(case)
+    q, k, v, sink_logits = softmax_inputs(seed, T, S, Hkv=Hkv, D=D, sinks=sinks, B=3)
+    mask = key_masks(generator(seed), 3, S, device=DEVICE)
+    leaves = {"q": q, "k": k, "v": v} | ({"sinks": sink_logits} if sinks else {})
+    for x in leaves.values():
+        x.requires_grad_(True)
+    gen = generator(seed + 1)
+    grad_out = randn(gen, *q.shape[:3], v.shape[-1], device=DEVICE)
+    grad_lse = randn(gen, *q.shape[:3], device=DEVICE)
+
+    out, lse = softmax.softmax_attention(q, k, v, causal=causal, window=window, sink_logits=sink_logits,
+                                         return_lse=True, key_mask=mask)
+    expected_out, expected_lse = softmax_attention_reference(q, k, v, causal=causal, window=window,
+                                                             sink_logits=sink_logits, return_lse=True, key_mask=mask)
+    assert_close_everywhere(out, expected_out)
+    torch.testing.assert_close(lse.double().cpu(), expected_lse.cpu(), rtol=1e-6, atol=1e-4)
+    real = mask[:, -T:, None].expand_as(lse)  # padding rows' lse is ~-1e30: its gradient is not compared
+    grad_lse = grad_lse * real
     actual = torch.autograd.grad((out, lse), list(leaves.values()), (grad_out, grad_lse))
     expected = torch.autograd.grad((expected_out, expected_lse), list(leaves.values()),
                                    (grad_out.double(), grad_lse.double()))

@@ -63,12 +63,3 @@ def test_cache_size_is_constant_in_context_length():
             tiny_llama()(input_ids=torch.randint(2, 90, (1, length)), cache=cache, use_cache=True)
         teacher_sizes.append(cache_bytes(cache))
     assert teacher_sizes[1] == 5 * teacher_sizes[0], "the softmax teacher's cache grows linearly"
-
-
-def test_padded_batches_are_refused():
-    model = trained_looking("lizard")
-    ids = torch.randint(2, 90, (2, 8))
-    mask = torch.ones_like(ids)
-    mask[1, :2] = 0
-    with pytest.raises(ValueError, match="padding"):
-        model(input_ids=ids, attention_mask=mask)

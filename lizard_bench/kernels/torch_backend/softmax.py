@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.torch_backend.common import accumulation_dtype, contiguous_as
 from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
@@ -33,11 +34,13 @@ def softmax_attention(
     sink_logits: torch.Tensor | None = None,
     scale: float | None = None,
     return_lse: bool = False,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
     Queries are the last T of the S key positions (bottom-right alignment). ``window=w``
-    keeps keys j with i - w < j; ``sink_logits`` [H, m] add e^{t} to the normaliser only.
+    keeps keys j with i - w < j; ``sink_logits`` [H, m] add e^{t} to the normaliser only;
+    ``key_mask`` [B, S] (True = attend) hides padded keys (kernels/masking.py).
     Accumulates in float32 (float64 for float64 inputs); the output has q's dtype. With
     ``return_lse`` the log of each row's normaliser [B, T, H] (accumulation dtype) comes too.
     """
@@ -46,33 +49,43 @@ def softmax_attention(
     if window is not None and window >= S:
         window = None  # every key is already inside the window: i - w < 0 <= j
     if window is None and sink_logits is None and not return_lse:
-        return _sdpa(q, k, v, causal=causal, scale=scale)
+        return _sdpa(q, k, v, causal=causal, scale=scale, key_mask=key_mask)
     if causal and window is not None:
         if T <= window:
             # One block of queries: only the last T + w - 1 keys are visible to any of them.
             start = max(0, S - T - window + 1)
             return _dense(q, k[:, start:], v[:, start:], causal=True, window=window, sinks=sink_logits, scale=scale,
-                          return_lse=return_lse)
+                          return_lse=return_lse, key_mask=None if key_mask is None else key_mask[:, start:])
         return banded_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale,
-                                       return_lse=return_lse)
-    return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale, return_lse=return_lse)
+                                       return_lse=return_lse, key_mask=key_mask)
+    return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale, return_lse=return_lse,
+                  key_mask=key_mask)
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float) -> torch.Tensor:
+def _sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The teacher path: PyTorch's fused attention, with bottom-right causal alignment when T < S.
 
     ``is_causal`` aligns the mask top-left, which is only right when T == S; a decode or
     chunked-prefill query block needs an explicit mask. ``enable_gqa`` (torch >= 2.5)
-    broadcasts KV heads without copying the cache.
+    broadcasts KV heads without copying the cache. Padded keys make the mask additive
+    ([B, 1, T, S]), with finite scores for masked keys so padding rows stay finite.
     """
     T, H, S, Hkv = q.shape[1], q.shape[2], k.shape[1], k.shape[2]
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, seq, D] views
     mask = None
-    if causal and T not in (1, S):
+    if causal and (T not in (1, S) or key_mask is not None):
         query_pos = torch.arange(S - T, S, device=q.device).view(T, 1)
         mask = torch.arange(S, device=q.device).view(1, S) <= query_pos  # [T, S], True = visible
+    if key_mask is not None:
+        floor = torch.finfo(q.dtype).min  # a 16-bit mask cannot hold -1e30: it would become -inf, then NaN
+        bias = key_bias(key_mask, accumulation_dtype(q.dtype)).clamp_min(floor).to(q.dtype)[:, None, None, :]
+        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
     out = F.scaled_dot_product_attention(
-        qt, kt, vt, attn_mask=mask, is_causal=causal and T == S and T > 1, scale=scale, enable_gqa=H != Hkv
+        qt, kt, vt, attn_mask=mask, is_causal=causal and mask is None and T == S and T > 1, scale=scale,
+        enable_gqa=H != Hkv,
     )
     return out.transpose(1, 2)
 
@@ -87,6 +100,7 @@ def _dense(
     sinks: torch.Tensor | None,
     scale: float,
     return_lse: bool = False,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Masked softmax over all S keys, a block of queries at a time (O(T·S) time, bounded memory).
 
@@ -105,6 +119,7 @@ def _dense(
     # they join the softmax normaliser and add nothing to the output (as in window.py).
     vt = contiguous_as(F.pad(v.permute(0, 2, 1, 3), (0, 0, 0, m)) if m else v.permute(0, 2, 1, 3), acc)
     key_pos = torch.arange(S, device=q.device)
+    padded = None if key_mask is None else key_bias(key_mask, acc).view(B, 1, 1, 1, S)
     block = max(1, _DENSE_SCORE_BUDGET // max(1, B * H * (S + m)))
     outputs, normalisers = [], []
     for start in range(0, T, block):
@@ -118,6 +133,8 @@ def _dense(
         if window is not None:
             hidden |= key_pos <= query_pos - window
         scores = scores.masked_fill_(hidden, float("-inf"))
+        if padded is not None:
+            scores = scores.add_(padded)
         if m:
             sink = sinks.to(acc).view(1, Hkv, G, 1, m).expand(B, Hkv, G, stop - start, m)
             scores = torch.cat([scores, sink], dim=-1)  # [B, Hkv, G, Tb, S+m]

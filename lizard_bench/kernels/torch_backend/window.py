@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.torch_backend.common import SegmentedOutput, accumulation_dtype, contiguous_as
 
 # Queries per segment (see banded_window_attention).
@@ -46,10 +47,11 @@ def banded_window_attention(
     block_size: int | None = None,
     segment: int = SEGMENT,
     return_lse: bool = False,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Causal windowed attention: q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv].
 
-    Queries are the last T of S positions; ``sink_logits`` [H, m] or None. Long inputs run
+    Queries are the last T of S positions; ``sink_logits`` [H, m] or None; ``key_mask`` [B, S] or None. Long inputs run
     ``segment`` queries at a time: each segment is again "the last queries of a prefix of
     the keys", and its temporaries stay cache-sized and are reused instead of freshly
     allocated (at 16K tokens, unsegmented took twice the CPU time).
@@ -63,11 +65,12 @@ def banded_window_attention(
     step = max(c, segment // c * c)
     out = SegmentedOutput((*q.shape[:3], v.shape[-1]), q.dtype, q.device, q, k, v, sink_logits)
     lse = SegmentedOutput(q.shape[:3], bias.dtype, q.device, q, k, v, sink_logits) if return_lse else None
+    padded = None if key_mask is None else key_bias(key_mask, bias.dtype).view(*key_mask.shape, 1, 1)
     for start in range(0, T, step):
         stop = min(T, start + step)
         end = S - T + stop  # keys up to the segment's last query
         piece, piece_lse = _banded(q[:, start:stop], k[:, :end], v[:, :end], bias, sink_logits, scale=scale, c=c,
-                                   P=P, return_lse=return_lse)
+                                   P=P, return_lse=return_lse, key_scores=None if padded is None else padded[:, :end])
         out.add(piece, stop - start)
         if lse is not None:
             lse.add(piece_lse, stop - start)
@@ -100,8 +103,11 @@ def _banded(
     c: int,
     P: int,
     return_lse: bool = False,
+    key_scores: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One segment of :func:`banded_window_attention` (query blocks of c, spans of (P + 1)·c keys).
+
+    ``key_scores`` [B, S, 1, 1] is each key's additive score (0, or the masked-key score).
 
     Returns the accumulation-dtype output as a strided view [B, N, c, Hkv, G, Dv] (N·c >= T
     positions, the last N·c - T of them padding), which the caller copies into place once,
@@ -134,6 +140,9 @@ def _banded(
         blocks = scores.view(B, Hkv, N, G * c, L + m)
         for n in range(min(N, -(-front // c))):
             blocks[:, :, n, :, : front - n * c] = float("-inf")
+    if key_scores is not None:
+        spans = _key_spans(key_scores[:, S - T - lead :], front, back, c, L, 0, acc)  # [B*N, L, 1]
+        scores.view(B, Hkv, N, G * c, L + m)[..., :L] += spans.view(B, 1, N, 1, L)
     if m:
         sinks = sink_logits.to(acc).view(1, Hkv, 1, G, 1, m).expand(B, Hkv, N, G, c, m)
         scores.view(B, Hkv, N, G, c, L + m)[..., L:] = sinks

@@ -113,6 +113,9 @@ def compile_all(arch: int = 90, head_dims=(64, 128), dtypes=(torch.bfloat16, tor
                 o, lse = softmax.softmax_attention_fwd(q, kv, kv, sinks, window=3)
                 softmax.softmax_attention_bwd(o, q, kv, kv, o, lse, sinks, window=3)
                 softmax.softmax_attention_fwd(q, kv, kv, causal=True)
+                padded = torch.ones(1, 32, dtype=torch.bool)  # padded batches: the key-score variants
+                o, lse = softmax.softmax_attention_fwd(q, kv, kv, sinks, window=3, key_mask=padded)
+                softmax.softmax_attention_bwd(o, q, kv, kv, o, lse, sinks, window=3, key_mask=padded)
                 fq, v = torch.zeros(1, 32, 16, 128, dtype=dtype), torch.zeros(1, 32, 16, D, dtype=dtype)
                 g, state = torch.zeros(1, 32, 16), (torch.zeros(1, 16, 128, D), torch.zeros(1, 16, 128))
                 num, den, final = gla.chunk_gla_fwd(fq, fq, v, g, state, True)

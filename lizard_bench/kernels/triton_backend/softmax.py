@@ -8,7 +8,8 @@ applied in the boundary blocks only, the blocks in between run unmasked.
 Forward: online softmax in base 2 with float32 accumulators. The running maximum starts at
 the largest sink logit, so the sinks take part in the max-shift and nothing overflows; the
 sinks add ``e^{t_r}`` to the normaliser and no value. Each row's log-sum-exp (base 2) is
-stored for the backward pass.
+stored for the backward pass. A key mask arrives as one additive score per key
+(``kernels/masking.py``), added to every block's scores, masked or not.
 
 Backward: ``delta_i = rowsum(dO_i * O_i)``; one kernel walks key blocks for dq, one walks
 query blocks (all query heads of a KV group) for dk and dv, so the GQA sum happens in
@@ -24,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.triton_backend.utils import (
     check_device,
     dot_precision,
@@ -104,9 +106,10 @@ def _query_blocks(n_first, n_last, n_full, T, S, W, BLOCK_M: tl.constexpr, CAUSA
 
 
 @triton.jit
-def _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, start, end, S, W, stride_k, stride_v, qk_scale, D, DV,
-                     BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, CAUSAL: tl.constexpr,
-                     HAS_WINDOW: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr):
+def _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, p_kb0, pos_m, start, end, S, W, stride_k, stride_v, qk_scale,
+                     D, DV, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, CAUSAL: tl.constexpr,
+                     HAS_WINDOW: tl.constexpr, MASKED: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
+                     PRECISION: tl.constexpr):
     """Online-softmax update over key blocks [start, end): b_acc [BM, BDV], b_m/b_l [BM], b_q [BM, BD]."""
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
@@ -121,6 +124,8 @@ def _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, start, end, S, W, 
         b_s = tl.dot(b_q, b_k, input_precision=PRECISION) * qk_scale
         if MASKED:
             b_s = tl.where(_visible(pos_m[:, None], offs_n[None, :], S, W, CAUSAL, HAS_WINDOW), b_s, float("-inf"))
+        if HAS_KEY_BIAS:
+            b_s += tl.load(p_kb0 + offs_n, mask=offs_n < S, other=0.0)[None, :]
         b_m_new = tl.maximum(b_m, tl.max(b_s, 1))
         b_p = tl.exp2(b_s - b_m_new[:, None])
         b_alpha = tl.exp2(b_m - b_m_new)
@@ -131,11 +136,14 @@ def _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, start, end, S, W, 
 
 
 @triton.jit
-def _attn_fwd_kernel(q, k, v, sinks, o, lse, qk_scale, T, S, H, HKV, W, M, D, DV,
+def _attn_fwd_kernel(q, k, v, sinks, kbias, o, lse, qk_scale, T, S, H, HKV, W, M, D, DV,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
                      BSINK: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SINKS: tl.constexpr,
-                     PRECISION: tl.constexpr):
-    """One program per (query block, batch x head). q [B,T,H,D], k [B,S,HKV,D], v [B,S,HKV,DV] -> o, lse [B,H,T]."""
+                     HAS_KEY_BIAS: tl.constexpr, PRECISION: tl.constexpr):
+    """One program per (query block, batch x head). q [B,T,H,D], k [B,S,HKV,D], v [B,S,HKV,DV] -> o, lse [B,H,T].
+
+    ``kbias`` [B, S] float32: each key's additive score (read only with HAS_KEY_BIAS).
+    """
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_hkv = i_h // (H // HKV)
@@ -152,6 +160,7 @@ def _attn_fwd_kernel(q, k, v, sinks, o, lse, qk_scale, T, S, H, HKV, W, M, D, DV
     stride_k, stride_v = HKV * D, HKV * DV  # key/value row strides
     p_k0 = k + i_b64 * S * stride_k + i_hkv * D
     p_v0 = v + i_b64 * S * stride_v + i_hkv * DV
+    p_kb0 = kbias + i_b64 * S
 
     # running max starts at the largest sink logit (or "very negative": finite, so a row whose
     # first blocks are all masked gives exp2(-inf - m) = 0 and never NaN)
@@ -168,12 +177,15 @@ def _attn_fwd_kernel(q, k, v, sinks, o, lse, qk_scale, T, S, H, HKV, W, M, D, DV
     p_first = i_m * BLOCK_M + (S - T)
     p_last = tl.minimum(i_m * BLOCK_M + BLOCK_M, T) - 1 + (S - T)
     lo, a, b, hi = _key_blocks(p_first, p_last, S, W, BLOCK_N, CAUSAL, HAS_WINDOW)
-    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, lo, a, S, W, stride_k, stride_v,
-                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, PRECISION)
-    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, a, b, S, W, stride_k, stride_v,
-                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, False, PRECISION)
-    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, pos_m, b, hi, S, W, stride_k, stride_v,
-                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, PRECISION)
+    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, p_kb0, pos_m, lo, a, S, W, stride_k, stride_v,
+                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, HAS_KEY_BIAS,
+                                       PRECISION)
+    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, p_kb0, pos_m, a, b, S, W, stride_k, stride_v,
+                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, False, HAS_KEY_BIAS,
+                                       PRECISION)
+    b_acc, b_m, b_l = _attn_fwd_blocks(b_acc, b_m, b_l, b_q, p_k0, p_v0, p_kb0, pos_m, b, hi, S, W, stride_k, stride_v,
+                                       qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, HAS_KEY_BIAS,
+                                       PRECISION)
 
     b_o = b_acc / b_l[:, None]
     p_o = o + (i_b64 * T + offs_m[:, None]) * H * DV + i_h * DV + offs_dv[None, :]
@@ -200,9 +212,10 @@ def _attn_bwd_delta_kernel(o, do, delta, T, H, DV, BLOCK_M: tl.constexpr, BDV: t
 
 
 @triton.jit
-def _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, start, end, S, W, stride_k, stride_v,
-                        qk_scale, D, DV, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-                        CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr):
+def _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, p_kb0, pos_m, start, end, S, W, stride_k,
+                        stride_v, qk_scale, D, DV, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+                        CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, MASKED: tl.constexpr,
+                        HAS_KEY_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate b_dq [BM, BD] (unscaled) over key blocks [start, end)."""
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
@@ -215,6 +228,8 @@ def _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, star
         b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PRECISION) * qk_scale  # [BM, BN]
         if MASKED:
             b_s = tl.where(_visible(pos_m[:, None], offs_n[None, :], S, W, CAUSAL, HAS_WINDOW), b_s, float("-inf"))
+        if HAS_KEY_BIAS:
+            b_s += tl.load(p_kb0 + offs_n, mask=offs_n < S, other=0.0)[None, :]
         b_p = tl.exp2(b_s - b_lse[:, None])
         b_dp = tl.dot(b_do, b_vt, input_precision=PRECISION)  # [BM, BN]
         b_ds = b_p * (b_dp - b_delta[:, None])
@@ -223,9 +238,10 @@ def _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, star
 
 
 @triton.jit
-def _attn_bwd_dq_kernel(q, k, v, do, lse, delta, dq, scale, qk_scale, T, S, H, HKV, W, D, DV,
+def _attn_bwd_dq_kernel(q, k, v, kbias, do, lse, delta, dq, scale, qk_scale, T, S, H, HKV, W, D, DV,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-                        CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr):
+                        CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
+                        PRECISION: tl.constexpr):
     """One program per (query block, batch x head): dq [B, T, H, D], walking the same key blocks as the forward."""
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -247,28 +263,35 @@ def _attn_bwd_dq_kernel(q, k, v, do, lse, delta, dq, scale, qk_scale, T, S, H, H
     stride_k, stride_v = HKV * D, HKV * DV  # key/value row strides
     p_k0 = k + i_b64 * S * stride_k + i_hkv * D
     p_v0 = v + i_b64 * S * stride_v + i_hkv * DV
+    p_kb0 = kbias + i_b64 * S
 
     b_dq = tl.zeros([BLOCK_M, BD], dtype=tl.float32)
     p_first = i_m * BLOCK_M + (S - T)
     p_last = tl.minimum(i_m * BLOCK_M + BLOCK_M, T) - 1 + (S - T)
     lo, a, b, hi = _key_blocks(p_first, p_last, S, W, BLOCK_N, CAUSAL, HAS_WINDOW)
-    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, lo, a, S, W, stride_k, stride_v,
-                               qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, PRECISION)
-    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, a, b, S, W, stride_k, stride_v,
-                               qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, False, PRECISION)
-    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, pos_m, b, hi, S, W, stride_k, stride_v,
-                               qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, PRECISION)
+    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, p_kb0, pos_m, lo, a, S, W, stride_k,
+                               stride_v, qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, HAS_KEY_BIAS,
+                               PRECISION)
+    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, p_kb0, pos_m, a, b, S, W, stride_k,
+                               stride_v, qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, False, HAS_KEY_BIAS,
+                               PRECISION)
+    b_dq = _attn_bwd_dq_blocks(b_dq, b_q, b_do, b_lse, b_delta, p_k0, p_v0, p_kb0, pos_m, b, hi, S, W, stride_k,
+                               stride_v, qk_scale, D, DV, BLOCK_N, BD, BDV, CAUSAL, HAS_WINDOW, True, HAS_KEY_BIAS,
+                               PRECISION)
 
     p_dq = dq + (i_b64 * T + offs_m[:, None]) * H * D + i_h * D + offs_d[None, :]
     tl.store(p_dq, (b_dq * scale).to(p_dq.dtype.element_ty), mask=mask_m[:, None] & (offs_d[None, :] < D))
 
 
 @triton.jit
-def _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, offs_n, start, end, T, S, W,
+def _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, b_kb, p_q0, p_do0, p_lse0, p_delta0, offs_n, start, end, T, S, W,
                           stride_q, stride_do, qk_scale, D, DV, BLOCK_M: tl.constexpr, BD: tl.constexpr,
                           BDV: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, MASKED: tl.constexpr,
-                          PRECISION: tl.constexpr):
-    """Accumulate b_dk [BN, BD] (unscaled) and b_dv [BN, BDV] over query blocks [start, end) of one head."""
+                          HAS_KEY_BIAS: tl.constexpr, PRECISION: tl.constexpr):
+    """Accumulate b_dk [BN, BD] (unscaled) and b_dv [BN, BDV] over query blocks [start, end) of one head.
+
+    ``b_kb`` [BN] holds the block's additive key scores (used only with HAS_KEY_BIAS).
+    """
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     for start_m in range(start, end, BLOCK_M):
@@ -284,6 +307,8 @@ def _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, o
         if MASKED:
             vis = _visible(offs_m[None, :] + (S - T), offs_n[:, None], S, W, CAUSAL, HAS_WINDOW) & mask_m[None, :]
             b_st = tl.where(vis, b_st, float("-inf"))
+        if HAS_KEY_BIAS:
+            b_st += b_kb[:, None]
         b_pt = tl.exp2(b_st - b_lse[None, :])  # [BN, BM]
         b_dv += tl.dot(b_pt.to(b_do.dtype), b_do, input_precision=PRECISION)
         b_dpt = tl.dot(b_v, tl.trans(b_do), input_precision=PRECISION)  # [BN, BM]
@@ -293,9 +318,10 @@ def _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, o
 
 
 @triton.jit
-def _attn_bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, scale, qk_scale, T, S, H, HKV, W, D, DV,
+def _attn_bwd_dkdv_kernel(q, k, v, kbias, do, lse, delta, dk, dv, scale, qk_scale, T, S, H, HKV, W, D, DV,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-                          CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, PRECISION: tl.constexpr):
+                          CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_KEY_BIAS: tl.constexpr,
+                          PRECISION: tl.constexpr):
     """One program per (key block, batch x KV head): dk, dv summed over the query heads of the group."""
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_hkv = i_bh // HKV, i_bh % HKV
@@ -310,6 +336,9 @@ def _attn_bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, scale, qk_scale, T, S
     b_k = tl.load(p_k, mask=mask_n[:, None] & (offs_d[None, :] < D), other=0.0)  # [BN, BD]
     p_v = v + (i_b64 * S + offs_n[:, None]) * HKV * DV + i_hkv * DV + offs_dv[None, :]
     b_v = tl.load(p_v, mask=mask_n[:, None] & (offs_dv[None, :] < DV), other=0.0)  # [BN, BDV]
+    b_kb = tl.zeros([BLOCK_N], dtype=tl.float32)
+    if HAS_KEY_BIAS:
+        b_kb = tl.load(kbias + i_b64 * S + offs_n, mask=mask_n, other=0.0)
 
     b_dk = tl.zeros([BLOCK_N, BD], dtype=tl.float32)
     b_dv = tl.zeros([BLOCK_N, BDV], dtype=tl.float32)
@@ -322,15 +351,15 @@ def _attn_bwd_dkdv_kernel(q, k, v, do, lse, delta, dk, dv, scale, qk_scale, T, S
         p_do0 = do + i_b64 * T * H * DV + i_h * DV
         p_lse0 = lse + (i_b64 * H + i_h) * T
         p_delta0 = delta + (i_b64 * H + i_h) * T
-        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, offs_n, lo, a,
+        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, b_kb, p_q0, p_do0, p_lse0, p_delta0, offs_n, lo, a,
                                            T, S, W, H * D, H * DV, qk_scale, D, DV, BLOCK_M, BD, BDV, CAUSAL,
-                                           HAS_WINDOW, True, PRECISION)
-        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, offs_n, a, b,
+                                           HAS_WINDOW, True, HAS_KEY_BIAS, PRECISION)
+        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, b_kb, p_q0, p_do0, p_lse0, p_delta0, offs_n, a, b,
                                            T, S, W, H * D, H * DV, qk_scale, D, DV, BLOCK_M, BD, BDV, CAUSAL,
-                                           HAS_WINDOW, False, PRECISION)
-        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, p_q0, p_do0, p_lse0, p_delta0, offs_n, b, hi,
+                                           HAS_WINDOW, False, HAS_KEY_BIAS, PRECISION)
+        b_dk, b_dv = _attn_bwd_dkdv_blocks(b_dk, b_dv, b_k, b_v, b_kb, p_q0, p_do0, p_lse0, p_delta0, offs_n, b, hi,
                                            T, S, W, H * D, H * DV, qk_scale, D, DV, BLOCK_M, BD, BDV, CAUSAL,
-                                           HAS_WINDOW, True, PRECISION)
+                                           HAS_WINDOW, True, HAS_KEY_BIAS, PRECISION)
 
     p_dk = dk + (i_b64 * S + offs_n[:, None]) * HKV * D + i_hkv * D + offs_d[None, :]
     tl.store(p_dk, (b_dk * scale).to(p_dk.dtype.element_ty), mask=mask_n[:, None] & (offs_d[None, :] < D))
@@ -361,20 +390,22 @@ def _tiles(q: torch.Tensor, block_m: int | None, block_n: int | None, kind: str)
     return block_m or bm, block_n or bn, warps, stages
 
 
-def _shapes(q, k, v, causal, window, scale):
-    """Sizes, the softmax scale and the compile-time flags shared by every launch."""
+def _shapes(q, k, v, causal, window, scale, key_mask):
+    """Sizes, the softmax scale, the compile-time flags shared by every launch and the key scores (or a placeholder)."""
     B, T, H, D = q.shape
     S, HKV, DV = k.shape[1], k.shape[2], v.shape[3]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    flags = dict(CAUSAL=bool(causal), HAS_WINDOW=window is not None, PRECISION=dot_precision(q.dtype))
-    return B, T, H, D, S, HKV, DV, scale, flags
+    flags = dict(CAUSAL=bool(causal), HAS_WINDOW=window is not None, HAS_KEY_BIAS=key_mask is not None,
+                 PRECISION=dot_precision(q.dtype))
+    kbias = q if key_mask is None else key_bias(key_mask, torch.float32).contiguous()  # placeholder when absent
+    return B, T, H, D, S, HKV, DV, scale, flags, kbias
 
 
 def softmax_attention_fwd(q, k, v, sink_logits=None, *, causal=True, window=None, scale=None, block_m=None,
-                          block_n=None):
+                          block_n=None, key_mask=None):
     """Forward launch: returns (o [B, T, H, DV] in q's dtype, lse [B, H, T] float32, base 2)."""
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    B, T, H, D, S, HKV, DV, scale, flags = _shapes(q, k, v, causal, window, scale)
+    B, T, H, D, S, HKV, DV, scale, flags, kbias = _shapes(q, k, v, causal, window, scale, key_mask)
     o = torch.empty((B, T, H, DV), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     sinks = sink_logits.contiguous() if sink_logits is not None else q  # placeholder pointer when absent
@@ -382,7 +413,7 @@ def softmax_attention_fwd(q, k, v, sink_logits=None, *, causal=True, window=None
     bm, bn, warps, stages = _tiles(q, block_m, block_n, "fwd")
     grid = (triton.cdiv(T, bm), B * H)
     _attn_fwd_kernel[grid](
-        q, k, v, sinks, o, lse, scale * LOG2E, T, S, H, HKV, window or 0, m, D, DV,
+        q, k, v, sinks, kbias, o, lse, scale * LOG2E, T, S, H, HKV, window or 0, m, D, DV,
         BLOCK_M=bm, BLOCK_N=bn, BD=feature_block(D), BDV=feature_block(DV), BSINK=max(2, triton.next_power_of_2(m)),
         HAS_SINKS=sink_logits is not None, num_warps=warps, num_stages=stages, **flags,
     )
@@ -390,7 +421,7 @@ def softmax_attention_fwd(q, k, v, sink_logits=None, *, causal=True, window=None
 
 
 def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True, window=None, scale=None,
-                          block_m=None, block_n=None, dlse=None):
+                          block_m=None, block_n=None, dlse=None, key_mask=None):
     """Backward launch: returns (dq, dk, dv, d sink_logits or None).
 
     ``dlse`` [B, H, T] is the gradient of the natural-log normaliser when the caller used it:
@@ -398,7 +429,7 @@ def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True,
     delta_i = rowsum(dO_i ∘ O_i), so the kernels need no change.
     """
     do, q, k, v = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous()
-    B, T, H, D, S, HKV, DV, scale, flags = _shapes(q, k, v, causal, window, scale)
+    B, T, H, D, S, HKV, DV, scale, flags, kbias = _shapes(q, k, v, causal, window, scale, key_mask)
     BD, BDV = feature_block(D), feature_block(DV)
 
     delta = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
@@ -410,14 +441,14 @@ def softmax_attention_bwd(do, q, k, v, o, lse, sink_logits=None, *, causal=True,
     dq = torch.empty_like(q)
     bm, bn, warps, stages = _tiles(q, block_m, block_n, "dq")
     _attn_bwd_dq_kernel[(triton.cdiv(T, bm), B * H)](
-        q, k, v, do, lse, delta, dq, scale, scale * LOG2E, T, S, H, HKV, window or 0, D, DV,
+        q, k, v, kbias, do, lse, delta, dq, scale, scale * LOG2E, T, S, H, HKV, window or 0, D, DV,
         BLOCK_M=bm, BLOCK_N=bn, BD=BD, BDV=BDV, num_warps=warps, num_stages=stages, **flags,
     )
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     bm, bn, warps, stages = _tiles(q, block_m, block_n, "dkdv")
     _attn_bwd_dkdv_kernel[(triton.cdiv(S, bn), B * HKV)](
-        q, k, v, do, lse, delta, dk, dv, scale, scale * LOG2E, T, S, H, HKV, window or 0, D, DV,
+        q, k, v, kbias, do, lse, delta, dk, dv, scale, scale * LOG2E, T, S, H, HKV, window or 0, D, DV,
         BLOCK_M=bm, BLOCK_N=bn, BD=BD, BDV=BDV, num_warps=warps, num_stages=stages, **flags,
     )
 
@@ -434,10 +465,11 @@ class _SoftmaxAttentionFunction(torch.autograd.Function):
     """Outputs (o, lse): lse [B, T, H] float32 in natural log, for callers that merge normalisers."""
 
     @staticmethod
-    def forward(ctx, q, k, v, sink_logits, causal, window, scale):
-        o, lse = softmax_attention_fwd(q, k, v, sink_logits, causal=causal, window=window, scale=scale)
+    def forward(ctx, q, k, v, sink_logits, causal, window, scale, key_mask):
+        o, lse = softmax_attention_fwd(q, k, v, sink_logits, causal=causal, window=window, scale=scale,
+                                       key_mask=key_mask)
         ctx.save_for_backward(q, k, v, sink_logits, o, lse)
-        ctx.options = dict(causal=causal, window=window, scale=scale)
+        ctx.options = dict(causal=causal, window=window, scale=scale, key_mask=key_mask)
         ctx.set_materialize_grads(False)
         return o, (lse * LN2).transpose(1, 2)
 
@@ -447,14 +479,16 @@ class _SoftmaxAttentionFunction(torch.autograd.Function):
         do = torch.zeros_like(o) if do is None else do
         dlse = None if dlse is None else dlse.transpose(1, 2)
         dq, dk, dv, dsinks = softmax_attention_bwd(do, q, k, v, o, lse, sink_logits, dlse=dlse, **ctx.options)
-        return dq, dk, dv, dsinks, None, None, None
+        return dq, dk, dv, dsinks, None, None, None, None
 
 
-def softmax_attention(q, k, v, *, causal=True, window=None, sink_logits=None, scale=None, return_lse=False):
+def softmax_attention(q, k, v, *, causal=True, window=None, sink_logits=None, scale=None, return_lse=False,
+                      key_mask=None):
     """q [B, T, H, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, T, H, Dv]; differentiable (incl. sinks).
 
-    With ``return_lse`` also the natural-log normaliser [B, T, H] (float32, differentiable).
+    With ``return_lse`` also the natural-log normaliser [B, T, H] (float32, differentiable);
+    ``key_mask`` [B, S] bool hides padded keys.
     """
     check_device(q, k, v, sink_logits)
-    o, lse = _SoftmaxAttentionFunction.apply(q, k, v, sink_logits, causal, window, scale)
+    o, lse = _SoftmaxAttentionFunction.apply(q, k, v, sink_logits, causal, window, scale, key_mask)
     return (o, lse) if return_lse else o
