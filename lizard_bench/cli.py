@@ -1,4 +1,4 @@
-"""Command line: ``lizard-bench run|train|list|report|compare|export-data``.
+"""Command line: ``lizard-bench run|train|list|report|compare|export-data|export``.
 
 ``python run_bench.py`` is ``lizard-bench run`` on the default suite.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.data.corpus import CorpusError
 from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
+from lizard_bench.linearize.commands import add_subcommands as add_linearize_commands
 from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError
 from lizard_bench.report.commands import add_subcommands as add_report_commands
 from lizard_bench.results import RecordError
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
     listing.set_defaults(handler=_list)
     add_evaluation_commands(commands)
+    add_linearize_commands(commands)
     add_report_commands(commands)
     return parser
 
