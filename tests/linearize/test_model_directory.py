@@ -23,7 +23,7 @@ from lizard_bench.linearize.checkpoint import base_model_hash, save_linearized
 from lizard_bench.linearize.remote_code import AUTO_MAP, model_code
 from lizard_bench.linearize.training import LoraSettings
 from lizard_bench.linearize.training.lora import attach_lora, lora_parameters
-from tests.tiny_models import save_tiny_llama, tiny_llama
+from tests.tiny_models import linearized_tiny_llama, perturb, save_tiny_llama, tiny_llama
 
 FRESH_PROCESS = Path(__file__).resolve().parents[1] / "fresh_process.py"
 TOKENS = torch.randint(2, 90, (1, 48), generator=torch.Generator().manual_seed(0))  # longer than the window (16)
@@ -32,21 +32,6 @@ CONFIGS = {  # name: (method, options)
     "lizard_plus": ("lizard_plus", {"window": 16}),  # anchors and RoPE in the window
     "lolcats": ("lolcats", {"window": 16}),  # the shared normaliser, no gate
 }
-
-
-def perturb(parameters: dict[str, torch.nn.Parameter], seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in parameters.values():
-            noise = torch.randn(parameter.shape, generator=generator)
-            parameter.add_(0.3 * noise.to(parameter.dtype) * (parameter.detach().abs().mean() + 0.1))
-
-
-def linearized(method: str, options: dict, seed: int = 0) -> torch.nn.Module:
-    model = tiny_llama(seed)
-    linearize(model, method, **options)
-    perturb(lizard_parameters(model), seed + 1)
-    return model.eval()
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
@@ -82,11 +67,11 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     directories = {}
     for name, (method, options) in CONFIGS.items():
         directories[name] = root / name
-        save_with_reference(linearized(method, options), directories[name])
+        save_with_reference(linearized_tiny_llama(method, **options), directories[name])
     directories["lizard_bf16"] = root / "lizard_bf16"
-    save_with_reference(linearized("lizard", {"window": 16}).to(torch.bfloat16), directories["lizard_bf16"])
+    save_with_reference(linearized_tiny_llama("lizard", window=16).to(torch.bfloat16), directories["lizard_bf16"])
     directories["missing_tensor"] = root / "missing_tensor"
-    save_with_reference(linearized("lizard", {"window": 16}), directories["missing_tensor"])
+    save_with_reference(linearized_tiny_llama("lizard", window=16), directories["missing_tensor"])
     edit_weights(directories["missing_tensor"], lambda tensors: tensors.pop("model.layers.1.self_attn.sink_logits"))
     return directories
 
@@ -162,7 +147,7 @@ def test_a_reloaded_model_saves_again_to_a_directory_that_loads(saved, tmp_path)
 @pytest.mark.parametrize("damage", ["unexpected", "shape", "config"])
 def test_mismatched_directories_are_refused_in_one_line(damage, tmp_path):
     directory = tmp_path / damage
-    linearized("lizard", {"window": 16}).save_pretrained(directory)
+    linearized_tiny_llama("lizard", window=16).save_pretrained(directory)
     if damage == "unexpected":
         edit_weights(directory, lambda t: t.update({"model.layers.0.self_attn.extra": torch.ones(3)}))
         expected = "model.layers.0.self_attn.extra is not part of the model"
