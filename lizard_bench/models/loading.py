@@ -46,6 +46,7 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> Lo
             with _quiet_transformers():
                 tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
+            _forget_dequantized_gguf(model)
         else:
             tokenizer = AutoTokenizer.from_pretrained(source.location)
             model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype)
@@ -56,6 +57,19 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> Lo
         raise ModelNotFoundError(f"could not load model {name!r} from {source.location}{hint}: {first_line}") from None
     model.to(target).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=target)
+
+
+def _forget_dequantized_gguf(model: PreTrainedModel) -> None:
+    """Once transformers has dequantized a GGUF file's weights, the model is an ordinary float model.
+
+    It still carries the GGUF quantizer, though, which makes ``save_pretrained`` refuse it ("not
+    serializable") and would write a ``quantization_config`` that no directory can honour; so
+    both are dropped, unless some weight really is still quantized.
+    """
+    if all(parameter.is_floating_point() for parameter in model.parameters()):
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
 
 
 class _quiet_transformers:
