@@ -132,6 +132,10 @@ def test_the_directory_loads_natively_once_lizard_bench_is_imported(saved):
     assert type(model) is LizardLlamaForCausalLM
     reference = torch.load(saved["lolcats"].with_suffix(".pt"))
     assert torch.equal(logits(model), reference["logits"])
+    prompt = TOKENS[:, :20]  # greedy decoding through the reloaded decode state is the same too
+    original = linearized_tiny_llama("lolcats", window=16)
+    assert torch.equal(model.generate(prompt, max_new_tokens=8, do_sample=False),
+                       original.generate(prompt, max_new_tokens=8, do_sample=False))
     bf16 = AutoModelForCausalLM.from_pretrained(saved["lizard_bf16"])
     assert bf16.dtype == torch.bfloat16
     assert torch.equal(logits(bf16), torch.load(saved["lizard_bf16"].with_suffix(".pt"))["logits"])
