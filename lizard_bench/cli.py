@@ -1,4 +1,4 @@
-"""Command line: ``lizard-bench run|train|list|report|compare|export-data``.
+"""Command line: ``lizard-bench run|train|list|report|compare|export-data|export``.
 
 ``python run_bench.py`` is ``lizard-bench run`` on the default suite.
 """
@@ -15,6 +15,7 @@ from typing import NoReturn
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.errors import InputError
 from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
+from lizard_bench.linearize.commands import add_subcommands as add_linearize_commands
 from lizard_bench.models.locate import EMBEDDED_MODELS
 from lizard_bench.report.commands import add_subcommands as add_report_commands
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--include-path", help="tasks: also list the lm-eval tasks of this folder of YAMLs")
     listing.set_defaults(handler=_list)
     add_evaluation_commands(commands)
+    add_linearize_commands(commands)
     add_report_commands(commands)
     return parser
 

@@ -39,3 +39,16 @@ def test_kernel_path_matches_sdpa_and_predicts_python_docs(smollm2):
     loss = torch.nn.functional.cross_entropy(actual[0, :-1], ids[0, 1:]).item()
     # A trained 135M model reads Python's docs far better than chance (ln 49152 ≈ 10.8 nats).
     assert loss < 4.0, loss
+
+
+def test_the_dequantized_teacher_saves_as_an_ordinary_model_directory(smollm2, tmp_path):
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    smollm2.model.save_pretrained(tmp_path)  # refused while the model still carried its GGUF quantizer
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    saved, loaded = smollm2.model.state_dict(), reloaded.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[name], loaded[name]) for name in saved)

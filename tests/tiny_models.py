@@ -31,6 +31,25 @@ def tiny_llama(seed: int = 0, **changes) -> LlamaForCausalLM:
     return LlamaForCausalLM(tiny_llama_config(**changes)).eval()
 
 
+def perturb(parameters: dict[str, torch.nn.Parameter], seed: int) -> None:
+    """Move parameters well away from their initial values (in place), so a loader that re-initialised them shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in parameters.values():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(0.3 * noise.to(parameter.dtype) * (parameter.detach().abs().mean() + 0.1))
+
+
+def linearized_tiny_llama(method: str = "lizard", seed: int = 0, **options) -> LlamaForCausalLM:
+    """``tiny_llama(seed)`` linearized with ``method`` and its added parameters perturbed (untrained, in eval mode)."""
+    from lizard_bench.linearize import linearize, lizard_parameters
+
+    model = tiny_llama(seed)
+    linearize(model, method, **options)
+    perturb(lizard_parameters(model), seed + 1)
+    return model.eval()
+
+
 def character_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {"<s>": 0, "</s>": 1, **{c: i + 2 for i, c in enumerate(CHARACTERS)}}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="</s>"))

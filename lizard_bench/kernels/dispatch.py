@@ -17,8 +17,13 @@ BACKEND_ENV_VAR = "LIZARD_KERNEL_BACKEND"
 
 
 def triton_available() -> bool:
-    """True when the ``triton`` package can be imported (it runs on CPU only under TRITON_INTERPRET=1)."""
-    return importlib.util.find_spec("triton") is not None
+    """True when ``triton`` imports and this copy of the kernels has its Triton backend.
+
+    (Triton runs on CPU only under TRITON_INTERPRET=1.) The copy of the kernels a saved model
+    directory carries has the PyTorch backend only (lizard_bench/linearize/remote_code.py).
+    """
+    return importlib.util.find_spec("triton") is not None and importlib.util.find_spec(
+        f"{__package__}.triton_backend") is not None
 
 
 def select_backend(device: torch.device | str, requested: str | None = None) -> str:
@@ -38,6 +43,7 @@ def select_backend(device: torch.device | str, requested: str | None = None) -> 
         )
     if choice == "triton" and not triton_available():
         raise RuntimeError(
-            "kernel backend 'triton' requested but triton is not installed: pip install 'lizard-bench[triton]'"
+            "kernel backend 'triton' requested but triton is not installed (pip install 'lizard-bench[triton]'), "
+            "or this is the PyTorch-only copy of the kernels that a saved model directory carries"
         )
     return choice

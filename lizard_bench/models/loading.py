@@ -52,6 +52,7 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> Lo
             directory, filename = source.gguf_dir_and_file
             with _quiet_transformers():
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
+            _forget_dequantized_gguf(model)
         else:
             model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype)
     model.to(target).eval()
@@ -91,6 +92,19 @@ def _loading_errors(name: str, source: ModelSource) -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _forget_dequantized_gguf(model: PreTrainedModel) -> None:
+    """Once transformers has dequantized a GGUF file's weights, the model is an ordinary float model.
+
+    It still carries the GGUF quantizer, though, which makes ``save_pretrained`` refuse it ("not
+    serializable") and would write a ``quantization_config`` that no directory can honour; so
+    both are dropped, unless some weight really is still quantized.
+    """
+    if all(parameter.is_floating_point() for parameter in model.parameters()):
+        model.hf_quantizer = None
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
 
 
 class _quiet_transformers:
