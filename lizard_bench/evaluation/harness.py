@@ -152,7 +152,7 @@ def _stderr(value: Any) -> float | None:
 def lm_eval_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manuallm_eval_seed(seed)
+    torch.manual_seed(seed)
 
 
 @contextlib.contextmanager
