@@ -6,7 +6,7 @@ or changed), ``traceback``, ``silent`` (exit 0: a mistake that passed), ``noisy`
 more than one line), or ``data-loss`` (a fixture file changed or vanished). It ends with the
 counts. Run from the repository root:
 
-    python benchmarks/bad_inputs.py            # all cases (about 3 s each on 2 cores)
+    python benchmarks/bad_inputs.py            # all cases (about 6 s each on 2 cores: each process imports torch)
     python benchmarks/bad_inputs.py corpus     # only cases whose name contains 'corpus'
 """
 
