@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import DynamicCache, pipeline
 
-from lizard_bench.linearize import linearize
+from lizard_bench.linearize import linearize, lizard_parameters
 from lizard_bench.models.kernel_attention import use_kernel_attention
-from tests.tiny_models import character_tokenizer, tiny_llama
+from tests.tiny_models import character_tokenizer, perturb, tiny_llama
 
 WINDOW = 5
 VARIANTS = {
@@ -42,11 +42,7 @@ def variant(name: str) -> torch.nn.Module:
         use_kernel_attention(model, "torch")
         return model
     linearize(model, method, window=WINDOW, **options)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    perturb(lizard_parameters(model), seed=3)
     return model.eval()
 
 
