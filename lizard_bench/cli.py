@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a benchmark suite and write records under results/<run-id>/")
-    run.add_argument("--config", type=Path, help="suite YAML (default: configs/default.yaml, the default suite)")
+    run.add_argument("--config", help="suite YAML path or shipped suite name (lizard-bench list suites); "
+                                      "default: configs/default.yaml")
     run.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir (repeatable)")
     run.add_argument("--variant", dest="variants", action="append", help="variant to run (repeatable)")
     run.add_argument("--task", dest="tasks", action="append",
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep lm-eval's per-sample outputs in results/<run-id>/samples/")
     run.add_argument("--retrain", action="store_true",
                      help="train the linearized variants again, replacing their matching checkpoints")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (units, data, checkpoints, budgets, a time estimate) and load nothing; "
+                          "exit 1 if anything needed is missing")
     run.set_defaults(handler=_run)
 
     train = commands.add_parser(
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "accelerate launch -m lizard_bench.cli train --config SUITE (data parallel or FSDP2); "
                     "then 'lizard-bench run --config SUITE' in one process reuses the checkpoints.",
     )
-    train.add_argument("--config", type=Path, help="suite YAML (default: configs/default.yaml, the default suite)")
+    train.add_argument("--config", help="suite YAML path or shipped suite name (default: configs/default.yaml)")
     train.add_argument("--model", dest="models", action="append", help="embedded alias, hub id or local dir")
     train.add_argument("--variant", dest="variants", action="append", help="variant to train (repeatable)")
     train.add_argument("--seed", type=int)
@@ -77,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     listing = commands.add_parser("list", help="show available tasks, models or variants")
-    listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants"), default="tasks")
+    listing.add_argument("what", nargs="?", choices=("tasks", "models", "variants", "suites"), default="tasks")
     listing.add_argument("--data-dir", help="tasks: show what this --data-dir folder makes available")
     listing.add_argument("--include-path", help="tasks: also list the lm-eval tasks of this folder of YAMLs")
     listing.set_defaults(handler=_list)
@@ -117,6 +121,12 @@ def _run(args: argparse.Namespace) -> int:
         "lm_eval.batch_size": args.batch_size, "lm_eval.log_samples": args.log_samples,
     }
     config = load_config(args.config or default_suite_path(), overrides)
+    if args.dry_run:
+        from lizard_bench.plan import plan_run
+
+        plan = plan_run(config)
+        print(plan.text())
+        return 1 if plan.problems else 0
 
     from lizard_bench.report_table import records_table  # heavy imports only once the config is valid
     from lizard_bench.runner import run_suite
@@ -174,6 +184,12 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{alias:16s} embedded: {model.filename} from PyPI wheel {model.distribution}=={model.version} "
                   f"(hub: {model.hub_id})")
         print("any hub id (org/name) or local directory with config.json, or a .gguf file, is accepted too")
+    elif what == "suites":
+        from lizard_bench.config import shipped_suites
+
+        for name, header in shipped_suites().items():
+            print(f"{name:20s} {header}")
+        print("run one with: lizard-bench run --config NAME  (add --dry-run to see its plan first)")
     else:
         from lizard_bench.models.variants import describe_variants
 

@@ -55,6 +55,8 @@ class SuiteConfig:
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # linearization options per variant, e.g. {"lizard": {"window": 64}, "hybrid": {"method": "lizard", ...}}
     variant_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a training recipe file (a shipped name such as train_paper, or a path) that `training` then overrides
+    training_recipe: str | None = None
     # training recipe for linearized variants (TrainConfig fields); empty = the offline CPU budget
     training: dict[str, Any] = field(default_factory=dict)
     # tasks that run on some variants only, e.g. {"prefill": ["softmax", "lizard_plus"]}; others run on all
@@ -86,6 +88,65 @@ LM_EVAL_SETTINGS = ("num_fewshot", "batch_size", "max_length", "max_gen_toks", "
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
+def shipped_config(name: str) -> Path | None:
+    """``configs/<name>.yaml`` as installed (the ``lizard_bench_configs`` package), or None."""
+    import importlib.resources
+
+    candidate = Path(str(importlib.resources.files("lizard_bench_configs") / f"{name}.yaml"))
+    return candidate if candidate.is_file() else None
+
+
+def shipped_suites() -> dict[str, str]:
+    """Every shipped suite by name, with the first line of its header (what it is for)."""
+    import importlib.resources
+
+    folder = Path(str(importlib.resources.files("lizard_bench_configs")))
+    suites = {}
+    for path in sorted(folder.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        if "\nstage1:" in text or text.startswith("stage1:"):  # a training recipe, not a suite
+            continue
+        header = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
+        suites[path.stem] = header
+    return suites
+
+
+def resolve_suite(name_or_path: str | Path) -> Path:
+    """A suite YAML path, or the name of a shipped suite (``paper-table9`` -> configs/paper-table9.yaml)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_config(str(name_or_path)) if path.suffix == "" and len(path.parts) == 1 else None
+    if shipped is not None:
+        return shipped
+    raise ConfigError(f"{name_or_path}: config file not found (pass a YAML path or a shipped suite: "
+                      f"{', '.join(shipped_suites())})")
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A training recipe YAML (a shipped name such as ``train_paper`` or a path) as a mapping."""
+    path = Path(name_or_path).expanduser()
+    found = path if path.is_file() else shipped_config(name_or_path)
+    if found is None:
+        raise ConfigError(f"training_recipe {name_or_path!r}: no such file or shipped recipe (train_cpu, train_paper)")
+    try:
+        data = yaml.safe_load(found.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{found}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{found}: a training recipe must be a mapping of settings")
+    return data
+
+
+def merge_settings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` over ``base``, nested mappings merged key by key (``stage1: {tokens: N}`` keeps stage1's lr)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = merge_settings(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SuiteConfig:
     """Read a suite YAML (or the built-in defaults when ``path`` is None) and apply overrides.
 
@@ -94,7 +155,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     config = SuiteConfig()
     if path is not None:
-        _apply_yaml(config, Path(path))
+        path = resolve_suite(path)
+        _apply_yaml(config, path)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(config, dotted, value, where="command line")

@@ -47,6 +47,36 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
 
     ``evaluate=False`` (``lizard-bench train``) leaves out the tasks and the suite's corpus.
     """
+    settings = check_settings(config, evaluate=evaluate)
+    tasks, train = settings.tasks, settings.train
+    lengths = input_lengths(config, tasks, train)
+    for model_name in config.models:
+        check_model(model_name, inspect_model(locate_model(model_name)), linearize=train is not None, lengths=lengths)
+    corpus = None
+    if reads_corpus(config, tasks):
+        corpus = checked_corpus(config.corpus, "corpus", split="heldout")
+        if any(task.name == "corpus_perplexity" for task in tasks):
+            check_enough_tokens(corpus, "heldout", config.perplexity.seq_len, "perplexity.seq_len", config.models)
+    if train is not None and not isinstance(train.corpus, Corpus):
+        training_corpus = checked_corpus(train.corpus, "training corpus", split="train")
+        check_enough_tokens(training_corpus, "train", train.seq_len, "training seq_len", config.models)
+    return RunPlan(tasks=tasks, variants=settings.variants, device=settings.device, backend=settings.backend,
+                   corpus=corpus)
+
+
+@dataclass
+class Settings:
+    """The parts of a suite that need no file: tasks, variants, recipe, device and backend, all checked."""
+
+    tasks: list[Task]
+    variants: list[VariantSpec]
+    train: Any  # TrainConfig, or None when no variant is linearized
+    device: torch.device
+    backend: str
+
+
+def check_settings(config: SuiteConfig, *, evaluate: bool = True) -> Settings:
+    """Names, option values, training recipe, device, backend and output folders (no model or corpus read)."""
     tasks = selected_tasks(config) if evaluate else []
     variants = [resolve_variant(name, config) for name in config.variants]
     for task_name, names in config.task_variants.items():  # names absent from this run (flags) are fine
@@ -65,18 +95,12 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
     if config.data_dir is not None and not Path(config.data_dir).expanduser().is_dir():
         raise ConfigError(f"data_dir {config.data_dir} is not a folder: pass the folder 'lizard-bench export-data' "
                           "wrote (DIR/<task>/<split>.jsonl)")
-    lengths = _input_lengths(config, tasks, train)
-    for model_name in config.models:
-        check_model(model_name, inspect_model(locate_model(model_name)), linearize=bool(linearized), lengths=lengths)
-    corpus = None
-    if any(task.reads_corpus(task.suite_options(config)) for task in tasks):
-        corpus = checked_corpus(config.corpus, "corpus", split="heldout")
-        if any(task.name == "corpus_perplexity" for task in tasks):
-            check_enough_tokens(corpus, "heldout", config.perplexity.seq_len, "perplexity.seq_len", config.models)
-    if train is not None and not isinstance(train.corpus, Corpus):
-        training_corpus = checked_corpus(train.corpus, "training corpus", split="train")
-        check_enough_tokens(training_corpus, "train", train.seq_len, "training seq_len", config.models)
-    return RunPlan(tasks=tasks, variants=variants, device=device, backend=backend, corpus=corpus)
+    return Settings(tasks=tasks, variants=variants, train=train, device=device, backend=backend)
+
+
+def reads_corpus(config: SuiteConfig, tasks: list[Task]) -> bool:
+    """Whether any selected task reads the suite's corpus."""
+    return any(task.reads_corpus(task.suite_options(config)) for task in tasks)
 
 
 def selected_tasks(config: SuiteConfig) -> list[Task]:
@@ -189,7 +213,7 @@ def check_model(name: str, facts: ModelFacts, *, linearize: bool, lengths: dict[
                               f"{length}-token inputs: lower it to at most {facts.max_positions}")
 
 
-def _input_lengths(config: SuiteConfig, tasks: list[Task], train: Any) -> dict[str, int]:
+def input_lengths(config: SuiteConfig, tasks: list[Task], train: Any) -> dict[str, int]:
     """The longest input each part of the run feeds the model (for models with a hard position limit)."""
     lengths: dict[str, int] = {}
     names = {task.name for task in tasks}

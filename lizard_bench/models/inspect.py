@@ -8,7 +8,9 @@ safetensors headers takes well under a second and lets the run refuse such input
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ class ModelFacts:
     model_type: str | None  # transformers' model_type ('llama', 'gpt2', ...); None when unknown (hub, offline)
     has_kv_heads: bool  # the config names num_key_value_heads (Llama-family attention)
     max_positions: int | None  # a hard sequence-length limit (learned absolute positions), else None
+    parameters: int | None = None  # counted from the weight headers, or estimated from the config (plans only)
 
 
 def inspect_model(source: ModelSource) -> ModelFacts:
@@ -41,8 +44,9 @@ def inspect_model(source: ModelSource) -> ModelFacts:
         return _gguf_facts(Path(source.location))
     if source.kind == "directory":
         directory = Path(source.location)
-        _check_weight_files(directory)
-        return _config_facts(_read_config(directory / "config.json"))
+        counted = _check_weight_files(directory)
+        facts = _config_facts(_read_config(directory / "config.json"))
+        return dataclasses.replace(facts, parameters=counted or facts.parameters)
     return _hub_facts(source.location)
 
 
@@ -60,7 +64,22 @@ def _config_facts(config: dict[str, Any]) -> ModelFacts:
     model_type = config.get("model_type")
     limit = config.get("n_positions") or config.get("max_position_embeddings")
     return ModelFacts(model_type=model_type, has_kv_heads="num_key_value_heads" in config,
-                      max_positions=int(limit) if model_type in ABSOLUTE_POSITION_TYPES and limit else None)
+                      max_positions=int(limit) if model_type in ABSOLUTE_POSITION_TYPES and limit else None,
+                      parameters=_estimated_parameters(config))
+
+
+def _estimated_parameters(config: dict[str, Any]) -> int | None:
+    """A decoder's size from its config: embeddings, attention (grouped KV) and a gated MLP per layer."""
+    try:
+        d, layers, vocab = int(config["hidden_size"]), int(config["num_hidden_layers"]), int(config["vocab_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    heads = int(config.get("num_attention_heads") or 1)
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    ff = int(config.get("intermediate_size") or 4 * d)
+    attention = 2 * d * d + 2 * d * (d * kv_heads // heads)
+    embeddings = vocab * d * (1 if config.get("tie_word_embeddings", True) else 2)
+    return embeddings + layers * (attention + 3 * d * ff)
 
 
 def _hub_facts(repo_id: str) -> ModelFacts:
@@ -85,7 +104,8 @@ def _hub_facts(repo_id: str) -> ModelFacts:
                                  f"{first_line}") from None
 
 
-def _check_weight_files(directory: Path) -> None:
+def _check_weight_files(directory: Path) -> int | None:
+    """Refuse missing or truncated weights; returns the parameter count of the safetensors files (None: .bin)."""
     safetensors = sorted(directory.glob("*.safetensors"))
     if not safetensors and not list(directory.glob("*.bin")) and not list(directory.glob("*.pt")):
         raise ModelFileError(f"{directory} has a config.json but no weights (*.safetensors or *.bin): "
@@ -97,12 +117,14 @@ def _check_weight_files(directory: Path) -> None:
         if missing:
             raise ModelFileError(f"{directory} lacks weight shard(s) {', '.join(missing)} named by {index.name}: "
                                  "download the model completely")
-    for path in safetensors:
-        check_safetensors(path)
+    return sum(check_safetensors(path) for path in safetensors) or None
 
 
-def check_safetensors(path: Path) -> None:
-    """The header parses and every tensor's bytes lie inside the file (a truncated copy fails here)."""
+def check_safetensors(path: Path) -> int:
+    """The header parses and every tensor's bytes lie inside the file (a truncated copy fails here).
+
+    Returns the number of values the file holds.
+    """
     size = path.stat().st_size
     try:
         with open(path, "rb") as handle:
@@ -110,12 +132,15 @@ def check_safetensors(path: Path) -> None:
             if header_len > size - 8:
                 raise ValueError("header longer than the file")
             header = json.loads(handle.read(header_len))
-        end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+        tensors = [entry for name, entry in header.items() if name != "__metadata__"]
+        end = max((entry["data_offsets"][1] for entry in tensors), default=0)
+        values = sum(math.prod(entry["shape"]) for entry in tensors)
     except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not a valid safetensors file ({exc}): re-save or re-download it") from None
     if 8 + header_len + end > size:
         raise ModelFileError(f"{path} is truncated ({size} bytes, its header needs {8 + header_len + end}): "
                              "re-save or re-download it")
+    return values
 
 
 # GGUF metadata value types (the GGUF specification): fixed sizes, 8 = string, 9 = array
@@ -136,13 +161,13 @@ def _gguf_facts(path: Path) -> ModelFacts:
             data_start = -(-handle.tell() // alignment) * alignment
     except (ValueError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as exc:
         raise ModelFileError(f"{path} is not a valid GGUF file ({exc}): re-download it or pass another model") from None
-    needed = data_start + max((offset + nbytes for offset, nbytes in tensors), default=0)
+    needed = data_start + max((offset + nbytes for offset, nbytes, _ in tensors), default=0)
     if needed > path.stat().st_size:
         raise ModelFileError(f"{path} is truncated ({path.stat().st_size} bytes, its header needs {needed}): "
                              "re-download it")
     architecture = metadata.get("general.architecture")
     return ModelFacts(model_type=architecture, has_kv_heads=f"{architecture}.attention.head_count_kv" in metadata,
-                      max_positions=None)
+                      max_positions=None, parameters=sum(values for _, _, values in tensors))
 
 
 def _read(handle: BinaryIO, count: int) -> bytes:
@@ -177,8 +202,8 @@ def _read_value(handle: BinaryIO, kind: int | None = None) -> Any:
     raise ValueError(f"unknown metadata type {kind}")
 
 
-def _read_tensor_info(handle: BinaryIO) -> tuple[int, int]:
-    """(offset, bytes) of one tensor, its size from the quantisation's block size."""
+def _read_tensor_info(handle: BinaryIO) -> tuple[int, int, int]:
+    """(offset, bytes, values) of one tensor, its size from the quantisation's block size."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     _read_string(handle)
@@ -189,7 +214,5 @@ def _read_tensor_info(handle: BinaryIO) -> tuple[int, int]:
         block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
     except (ValueError, KeyError):
         raise ValueError(f"unknown tensor type {kind}") from None
-    elements = 1
-    for dim in shape:
-        elements *= dim
-    return offset, elements // block * block_bytes
+    elements = math.prod(shape)
+    return offset, elements // block * block_bytes, elements

@@ -70,10 +70,15 @@ def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
 
 
 def training_config(config: SuiteConfig):
-    """The suite's training recipe: TrainConfig defaults (the CPU budget) with ``training`` applied."""
+    """The suite's training recipe: TrainConfig defaults (the CPU budget), then ``training_recipe``'s file,
+    then ``training`` applied."""
+    from lizard_bench.config import load_recipe, merge_settings
     from lizard_bench.linearize.training.config import TrainConfig
 
-    return TrainConfig.from_dict(config.training, where="suite 'training' section")
+    base = load_recipe(config.training_recipe) if config.training_recipe else {}
+    where = f"training (recipe {config.training_recipe} + the suite's 'training')" if base else \
+        "suite 'training' section"
+    return TrainConfig.from_dict(merge_settings(base, config.training), where=where)
 
 
 def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,

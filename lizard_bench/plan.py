@@ -1,0 +1,206 @@
+"""``lizard-bench run --dry-run``: what a suite would do, printed before any model loads.
+
+A suite such as ``paper-table1`` costs GPU-days; a missing dataset or a gated model found
+after training would waste them. The plan lists every (model, variant, task) unit and
+whether its data is here, every model and whether its files are, each linearized variant's
+checkpoint (found, or to be trained, with the token budget per stage) and a rough time
+estimate from the device and the model's size. Checkpoints are matched on their method
+and recipe only: whether the base weights match is known once the weights are hashed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lizard_bench.config import SuiteConfig
+from lizard_bench.errors import InputError
+from lizard_bench.linearize.config import method_config
+from lizard_bench.models.inspect import inspect_model
+from lizard_bench.models.locate import locate_model
+from lizard_bench.preflight import check_model, check_settings, checked_corpus, input_lengths, reads_corpus
+from lizard_bench.results.store import safe_name
+
+# Rough processing rates in (tokens × parameters) per second. CPU: this project's default run on 2 cores
+# (SmolLM2-135M trained 3 × 82K tokens in 15 min; evaluated in about 20 min, generation included). GPU: an
+# H100-class device at about a third of its bf16 peak (6 FLOP per token-parameter to train, 2 to score).
+# Estimates only, and printed as such.
+RATES = {"cpu": {"train": 3.7e10, "score": 5e10}, "cuda": {"train": 5e13, "score": 1.5e14}}
+# Approximate scored tokens per unit when the task does not say (lm-eval tasks: public split sizes × choices ×
+# prompt length, rounded); a long-context probe's own lengths are used where it has them.
+LM_EVAL_TOKENS = {
+    "cola": 3e4, "sst2": 5e4, "mrpc": 6e4, "qqp": 5e6, "mnli": 3e6, "mnli_mismatch": 3e6, "qnli": 2e6, "rte": 8e4,
+    "wnli": 2e4, "boolq": 1.5e6, "cb": 3e4, "copa": 1e4, "multirc": 5e6, "record": 2e7, "sglue_rte": 8e4,
+    "wic": 6e4, "wsc": 2e4, "piqa": 2e5, "arc_easy": 5e5, "arc_challenge": 3e5, "hellaswag": 4e6,
+    "winogrande": 1e5, "mmlu": 4e7,
+}
+DEFAULT_TASK_TOKENS = 1e6
+
+
+@dataclass
+class Unit:
+    model: str
+    variant: str
+    task: str
+    data: str  # 'available' or why not
+    available: bool
+
+
+@dataclass
+class Plan:
+    """Everything ``--dry-run`` prints; ``problems`` non-empty means the run would miss something it needs."""
+
+    units: list[Unit] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)  # name -> 'ok: ...' or the problem
+    checkpoints: list[tuple[str, str, Path | None]] = field(default_factory=list)  # model, variant, found folder
+    training: list[str] = field(default_factory=list)
+    corpora: list[str] = field(default_factory=list)
+    estimate: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = ["models:", *(f"  {name}: {status}" for name, status in self.models.items()),
+                 "corpora:", *(f"  {line}" for line in self.corpora),
+                 f"units ({len(self.units)}):"]
+        width = max((len(f"{u.model}  {u.variant}  {u.task}") for u in self.units), default=0)
+        lines += [f"  {f'{u.model}  {u.variant}  {u.task}':{width}s}  data: "
+                  + ("available" if u.available else "MISSING (below)") for u in self.units]
+        if self.checkpoints:
+            lines += ["checkpoints:", *(
+                f"  {model}  {variant}: " + (f"found {found} (reused if the base weights' hash matches)" if found
+                                             else "will be trained")
+                for model, variant, found in self.checkpoints)]
+        if self.training:
+            lines += ["training budget:", *(f"  {line}" for line in self.training)]
+        lines += ["time (a rough estimate from the device and model sizes, not a measurement):",
+                  *(f"  {line}" for line in self.estimate)]
+        lines.append(f"missing ({len(self.problems)}):" if self.problems else "nothing missing")
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def plan_run(config: SuiteConfig) -> Plan:
+    """The plan of ``config``; raises an InputError only for a suite that is wrong in itself (bad names, values)."""
+    settings = check_settings(config)
+    plan = Plan()
+    facts = {}
+    lengths = input_lengths(config, settings.tasks, settings.train)
+    for name in config.models:
+        try:
+            facts[name] = inspect_model(locate_model(name))
+            check_model(name, facts[name], linearize=settings.train is not None, lengths=lengths)
+            size = facts[name].parameters
+            plan.models[name] = f"ok ({facts[name].model_type}, {_count(size) if size else 'size unknown'})"
+        except InputError as exc:
+            plan.models[name] = f"MISSING: {exc}"
+            plan.problems.append(f"model {name}: {exc}")
+    _plan_corpora(plan, config, settings)
+    for model in config.models:
+        for spec in settings.variants:
+            for task in settings.tasks:
+                if not config.runs(task.name, spec.name):
+                    continue
+                status = task.data_status(config)
+                plan.units.append(Unit(model, spec.name, task.name, status or "available", status is None))
+                if status is not None:
+                    plan.problems.append(f"{task.name}: {status}")
+    plan.problems = list(dict.fromkeys(plan.problems))
+    if settings.train is not None:
+        _plan_training(plan, config, settings)
+    _estimate(plan, config, settings, facts)
+    return plan
+
+
+def _plan_corpora(plan: Plan, config: SuiteConfig, settings) -> None:
+    wanted = []
+    if reads_corpus(config, settings.tasks):
+        wanted.append(("corpus", config.corpus, "heldout"))
+    if settings.train is not None:
+        wanted.append(("training corpus", settings.train.corpus, "train"))
+    for label, spec, split in wanted:
+        if spec.startswith("hf:"):
+            plan.corpora.append(f"{label} {spec}: a hub dataset, read when the run starts")
+            continue
+        try:
+            corpus = checked_corpus(spec, label, split=split)
+            plan.corpora.append(f"{label} {spec}: {len(corpus.documents)} documents")
+        except InputError as exc:
+            plan.corpora.append(f"{label} {spec}: MISSING: {exc}")
+            plan.problems.append(str(exc))
+
+
+def _plan_training(plan: Plan, config: SuiteConfig, settings) -> None:
+    train = settings.train
+    for stage_name in ("stage1", "stage2"):
+        stage = getattr(train, stage_name)
+        steps = stage.optimizer_steps(train.seq_len)
+        tokens = steps * train.seq_len * stage.batch_size * stage.grad_accum
+        plan.training.append(f"{stage_name}: {steps} optimizer steps x {train.seq_len} tokens x "
+                             f"{stage.batch_size * stage.grad_accum} = {_count(tokens)} tokens per variant "
+                             f"(corpus {train.corpus})")
+    for model in config.models:
+        for spec in (s for s in settings.variants if s.method is not None):
+            plan.checkpoints.append((model, spec.name, find_checkpoint(Path(config.results_dir), model, spec, train)))
+
+
+def find_checkpoint(results_dir: Path, model: str, spec, train) -> Path | None:
+    """A finished checkpoint of ``spec`` whose method config and recipe match (base weights not checked)."""
+    from lizard_bench.linearize.checkpoint import read_manifest
+
+    root = results_dir / "checkpoints" / safe_name(model) / safe_name(spec.name)
+    wanted = method_config(spec.method, **spec.options).to_dict()
+    for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
+        manifest = read_manifest(folder)
+        if manifest and manifest.get("linearize_config") == wanted and manifest.get("train_config") == train.to_dict():
+            return folder
+    return None
+
+
+def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) -> None:
+    rates = RATES["cuda" if settings.device.type == "cuda" else "cpu"]
+    total = 0.0
+    for model in config.models:
+        size = facts[model].parameters if model in facts and facts[model].parameters else None
+        if size is None:
+            plan.estimate.append(f"{model}: size unknown, no estimate")
+            continue
+        seconds = 0.0
+        if settings.train is not None:
+            train = settings.train
+            tokens = sum(getattr(train, s).optimizer_steps(train.seq_len) * train.seq_len
+                         * getattr(train, s).batch_size * getattr(train, s).grad_accum for s in ("stage1", "stage2"))
+            to_train = [1 for name, _, found in plan.checkpoints if name == model and found is None]
+            seconds += len(to_train) * tokens * size / rates["train"]
+        scored = sum(_task_tokens(config, task) for unit in plan.units if unit.model == model
+                     for task in settings.tasks if task.name == unit.task)
+        seconds += scored * size / rates["score"]
+        total += seconds
+        plan.estimate.append(f"{model}: ~{_duration(seconds)} ({_count(size)} parameters on {settings.device.type})")
+    plan.estimate.append(f"total: ~{_duration(total)}")
+
+
+def _task_tokens(config: SuiteConfig, task) -> float:
+    """Scored tokens of one unit of ``task``, roughly (the limit caps lm-eval tasks' examples)."""
+    options = task.suite_options(config)
+    lengths = options.get("lengths")
+    if task.name == "corpus_perplexity":
+        return float(config.perplexity.max_tokens)
+    if lengths:
+        cells = len(options.get("depths") or [1]) * int(options.get("trials") or options.get("windows") or 1)
+        return float(sum(lengths) * cells * (int(options.get("repeats", 0)) + int(options.get("warmup", 0)) or 1))
+    tokens = LM_EVAL_TOKENS.get(task.name, DEFAULT_TASK_TOKENS)
+    return tokens if config.limit is None else min(tokens, config.limit * 600.0)
+
+
+def _count(value: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f}{unit}"
+    return str(int(value))
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"

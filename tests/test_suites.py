@@ -1,0 +1,65 @@
+"""Every shipped suite loads by name and plans offline (`--dry-run`), so none can rot unnoticed."""
+
+from __future__ import annotations
+
+import pytest
+
+from lizard_bench.cli import main
+from lizard_bench.config import load_config, resolve_suite, shipped_suites
+from lizard_bench.plan import plan_run
+from tests.tiny_models import save_tiny_llama
+
+SUITES = sorted(shipped_suites())
+EXPECTED = {"default", "quick", "paper-table9", "paper-table1", "paper-ablations", "glue", "superglue",
+            "long-context", "leaderboard"}
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory) -> str:
+    """A tiny random Llama standing in for the suites' hub models (which this machine cannot download)."""
+    return str(save_tiny_llama(tmp_path_factory.mktemp("stand-in")))
+
+
+def test_the_issue_s_suites_are_shipped_with_a_header():
+    assert EXPECTED <= set(SUITES)
+    for name in SUITES:
+        text = resolve_suite(name).read_text()
+        assert text.startswith("#"), f"{name} has no header saying what it is for"
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_shipped_suite_plans_offline_with_stand_in_models(name, stand_in, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(name, {"models": [stand_in], "results_dir": str(tmp_path / "results")})
+    plan = plan_run(config)
+    assert plan.units, f"{name} plans no unit"
+    assert {unit.model for unit in plan.units} == {stand_in}
+    assert all(status.startswith("ok") for status in plan.models.values()), plan.models
+    assert any("total" in line for line in plan.estimate)
+    linearized = [v for v in config.variants if v != "softmax"]
+    assert len(plan.checkpoints) == len(linearized) and all(found is None for *_, found in plan.checkpoints)
+    # data that needs the hub is reported missing offline (and only that)
+    for unit in plan.units:
+        assert unit.available or "offline" in unit.data, unit
+    assert not list(tmp_path.iterdir()), "a plan writes nothing"
+
+
+def test_dry_run_exits_1_when_something_is_missing_and_0_when_not(stand_in, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    assert main(["run", "--config", "glue", "--model", stand_in, "--dry-run", "--results-dir", results]) == 1
+    assert "missing (9)" in capsys.readouterr().out
+    assert main(["run", "--config", "glue", "--model", stand_in, "--dry-run", "--results-dir", results,
+                 "--data-dir", "tests/fixtures/task_data"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing missing" in out and "will be trained" in out and "stage1: 100 optimizer steps" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_suite_names_a_training_recipe_and_overrides_a_few_fields():
+    from lizard_bench.models.variants import training_config
+
+    config = load_config("paper-table9", {})
+    config.training = {"stage1": {"tokens": 1000}}
+    train = training_config(config)
+    assert train.stage1.tokens == 1000 and train.stage1.lr == 1e-3  # the recipe's lr kept
+    assert train.corpus == "hf:yahma/alpaca-cleaned" and train.seq_len == 2048
