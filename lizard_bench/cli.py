@@ -15,7 +15,7 @@ from typing import NoReturn
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.errors import InputError
 from lizard_bench.evaluation.commands import add_subcommands as add_evaluation_commands
-from lizard_bench.linearize.commands import add_subcommands as add_linearize_commands
+from lizard_bench.export_command import add_subcommands as add_export_command
 from lizard_bench.models.locate import EMBEDDED_MODELS
 from lizard_bench.report.commands import add_subcommands as add_report_commands
 
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--include-path", help="tasks: also list the lm-eval tasks of this folder of YAMLs")
     listing.set_defaults(handler=_list)
     add_evaluation_commands(commands)
-    add_linearize_commands(commands)
+    add_export_command(commands)
     add_report_commands(commands)
     return parser
 
@@ -191,7 +191,7 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{name:20s} {header}")
         print("run one with: lizard-bench run --config NAME  (add --dry-run to see its plan first)")
     else:
-        from lizard_bench.models.variants import describe_variants
+        from lizard_bench.models.descriptions import describe_variants
 
         for name, description in describe_variants().items():
             print(f"{name:16s} {description}")

@@ -1,6 +1,13 @@
-"""Model resolution and loading: the embedded SmolLM2 teacher, hub ids and local directories."""
+"""Model resolution and loading: the embedded SmolLM2 teacher, hub ids and local directories.
 
-from lizard_bench.models.loading import LoadedModel, load_model
-from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError, ModelSource, locate_model
+Names are imported on first use: :mod:`~lizard_bench.models.loading` pulls in torch and transformers.
+"""
 
-__all__ = ["EMBEDDED_MODELS", "LoadedModel", "ModelNotFoundError", "ModelSource", "load_model", "locate_model"]
+from lizard_bench.lazy import lazy_attributes
+
+_EXPORTS = {
+    "EMBEDDED_MODELS": "locate", "ModelNotFoundError": "locate", "ModelSource": "locate", "locate_model": "locate",
+    "LoadedModel": "loading", "load_model": "loading",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -19,27 +19,10 @@ from typing import Any
 
 from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.linearize.config import METHOD_PRESETS, METHODS, method_config
+from lizard_bench.models.descriptions import TEACHER
 from lizard_bench.models.kernel_attention import use_kernel_attention
 from lizard_bench.models.loading import LoadedModel
 from lizard_bench.results.store import atomic_write_text, safe_name
-
-TEACHER = "softmax"
-DESCRIPTIONS = {
-    TEACHER: "the pretrained teacher: causal softmax attention through the shared kernels",
-    "lizard": "Lizard as read from the paper: gated linear attention + 128-token window (no RoPE) with 4 sinks, "
-              "'convex' combination (the sinks' share goes to the linear branch)",
-    "lizard_separate": "reading of the paper: normalised GLA + α × normalised window (the first implementation)",
-    "lizard_unnormalised": "reading of the paper: GLA without its denominator (scaled) + α × window",
-    "lizard_convex": "reading of the paper: the 'convex' combination (= lizard)",
-    "lizard_plus": "extension: lizard + the teacher's RoPE in the window + the first 4 tokens as anchors",
-    "lolcats": "LoLCATs-style: Hedgehog linear attention + sliding window under one normaliser, no gate",
-    "no_window": "ablation: the normalised GLA alone (no window branch)",
-    "no_gate": "ablation: lizard without the gate (plain linear attention + window)",
-    "window_rope": "extension: lizard with the teacher's RoPE in the window branch (LoLCATs' form)",
-    "gate_mamba2": "ablation: lizard with a Mamba-2 style gate",
-    "gate_lowrank": "ablation: lizard with a GLA-style low-rank gate",
-    "gate_pooling": "ablation: lizard with a 1-D pooling gate",
-}
 
 
 @dataclass(frozen=True)
@@ -133,7 +116,3 @@ def _copy_training_record(logs: Path, destination: Path, summary: dict[str, Any]
     for log in sorted(logs.glob("*.jsonl")) if logs.is_dir() else []:
         shutil.copyfile(log, destination / log.name)
     atomic_write_text(destination / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def describe_variants() -> dict[str, str]:
-    return dict(DESCRIPTIONS)

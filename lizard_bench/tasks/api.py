@@ -13,13 +13,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.data.corpus import Corpus
-from lizard_bench.models.loading import LoadedModel
+
+if TYPE_CHECKING:  # annotations only: `lizard-bench list tasks` should not wait for torch and transformers
+    import torch
+
+    from lizard_bench.models.loading import LoadedModel
 
 
 class TaskUnavailable(RuntimeError):

@@ -101,7 +101,7 @@ def test_teacher_weights_are_shared_not_copied():
 
 
 def test_every_method_is_described_for_lizard_bench_list():
-    from lizard_bench.models.variants import describe_variants
+    from lizard_bench.models.descriptions import describe_variants
 
     descriptions = describe_variants()
     assert set(METHODS) <= set(descriptions)

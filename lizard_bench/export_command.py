@@ -1,5 +1,8 @@
 """``lizard-bench export``: the command line side of :mod:`lizard_bench.linearize.export`.
 
+It lives outside ``lizard_bench.linearize`` because importing that package loads torch and
+transformers (it registers the model classes), which ``lizard-bench --help`` should not wait for.
+
 ``add_subcommands`` adds the command to the main parser's subcommands and sets ``handler``.
 User errors are :class:`~lizard_bench.linearize.checkpoint.CheckpointError` (a ValueError), one line.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lizard_bench.models.loading import DTYPES
+DTYPE_NAMES = ("float32", "float16", "bfloat16")  # models.loading.DTYPES' keys, without importing torch here
 
 
 def add_subcommands(commands: argparse._SubParsersAction) -> None:
@@ -22,9 +25,9 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (holds manifest.json)")
     export.add_argument("--out", type=Path, required=True, help="model directory to write (new or empty)")
     export.add_argument("--model", help="base model: embedded alias, hub id or local dir (default: the manifest's)")
-    export.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+    export.add_argument("--dtype", choices=DTYPE_NAMES, default="float32",
                         help="dtype to load the base in: the one it was trained in (default float32)")
-    export.add_argument("--save-dtype", choices=tuple(DTYPES), help="cast the model to this dtype before saving")
+    export.add_argument("--save-dtype", choices=DTYPE_NAMES, help="cast the model to this dtype before saving")
     export.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     export.set_defaults(handler=run_export)
 
