@@ -10,6 +10,7 @@ and recipe only: whether the base weights match is known once the weights are ha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,8 @@ def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) 
     total = 0.0
     for model in config.models:
         size = facts[model].parameters if model in facts and facts[model].parameters else None
+        guessed = size is None
+        size = size or size_from_name(model)
         if size is None:
             plan.estimate.append(f"{model}: size unknown, no estimate")
             continue
@@ -176,8 +179,18 @@ def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) 
                      for task in settings.tasks if task.name == unit.task)
         seconds += scored * size / rates["score"]
         total += seconds
-        plan.estimate.append(f"{model}: ~{_duration(seconds)} ({_count(size)} parameters on {settings.device.type})")
+        plan.estimate.append(f"{model}: ~{_duration(seconds)} ({_count(size)} parameters"
+                             f"{', guessed from its name' if guessed else ''}, on {settings.device.type})")
     plan.estimate.append(f"total: ~{_duration(total)}")
+
+
+def size_from_name(model: str) -> float | None:
+    """Parameters read off a name such as ``Llama-3.2-1B`` or ``SmolLM2-360M`` (for models not downloaded)."""
+    found = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)([BM])(?![a-z])", model.rsplit("/", 1)[-1], flags=re.IGNORECASE)
+    if not found:
+        return None
+    number, unit = found[-1]
+    return float(number) * (1e9 if unit.upper() == "B" else 1e6)
 
 
 def _task_tokens(config: SuiteConfig, task) -> float:

@@ -63,3 +63,12 @@ def test_a_suite_names_a_training_recipe_and_overrides_a_few_fields():
     train = training_config(config)
     assert train.stage1.tokens == 1000 and train.stage1.lr == 1e-3  # the recipe's lr kept
     assert train.corpus == "hf:yahma/alpaca-cleaned" and train.seq_len == 2048
+
+
+def test_a_model_not_downloaded_gets_its_size_from_its_name():
+    from lizard_bench.plan import size_from_name
+
+    assert size_from_name("meta-llama/Llama-3.2-1B") == 1e9
+    assert size_from_name("Qwen/Qwen2.5-0.5B-Instruct") == 5e8
+    assert size_from_name("HuggingFaceTB/SmolLM2-360M-Instruct") == 3.6e8
+    assert size_from_name("gpt2") is None
