@@ -24,9 +24,9 @@ from lizard_bench.linearize.convert import SUPPORTED_MODEL_TYPES
 from lizard_bench.models.inspect import ModelFacts, inspect_model
 from lizard_bench.models.loading import load_tokenizer
 from lizard_bench.models.locate import locate_model
-from lizard_bench.models.variants import VariantSpec, resolve_variant, training_config
 from lizard_bench.results.store import check_writable_folder
 from lizard_bench.tasks import Task, all_tasks, get_task
+from lizard_bench.variants import VariantSpec, resolve_variant, training_config
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 

@@ -27,11 +27,11 @@ from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.data.corpus import load_corpus
 from lizard_bench.errors import InputError
 from lizard_bench.models.loading import load_model
-from lizard_bench.models.variants import prepare_variant, resolve_variant
 from lizard_bench.preflight import preflight
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
 from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable
+from lizard_bench.variants import prepare_variant, resolve_variant
 
 
 @dataclass

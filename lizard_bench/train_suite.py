@@ -20,8 +20,8 @@ from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.kernels import select_backend
 from lizard_bench.linearize.checkpoint import read_manifest
 from lizard_bench.models.loading import load_model
-from lizard_bench.models.variants import prepare_variant, resolve_variant, training_config
 from lizard_bench.preflight import preflight
+from lizard_bench.variants import prepare_variant, resolve_variant, training_config
 
 
 @dataclass(frozen=True)

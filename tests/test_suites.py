@@ -56,7 +56,7 @@ def test_dry_run_exits_1_when_something_is_missing_and_0_when_not(stand_in, tmp_
 
 
 def test_a_suite_names_a_training_recipe_and_overrides_a_few_fields():
-    from lizard_bench.models.variants import training_config
+    from lizard_bench.variants import training_config
 
     config = load_config("paper-table9", {})
     config.training = {"stage1": {"tokens": 1000}}

@@ -76,7 +76,7 @@ class TaskContext:
 
     def save_samples(self, handle: ModelHandle, task: str, samples: dict[str, list[dict[str, Any]]]) -> Path | None:
         """Keep lm-eval's per-sample outputs beside the run's records; returns the file (None without a run dir)."""
-        from lizard_bench.evaluation.samples import samples_path, write_samples
+        from lizard_bench.results.samples import samples_path, write_samples
 
         if self.run_dir is None:
             return None
