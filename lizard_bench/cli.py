@@ -128,12 +128,12 @@ def _run(args: argparse.Namespace) -> int:
         print(plan.text())
         return 1 if plan.problems else 0
 
-    from lizard_bench.report_table import records_table  # heavy imports only once the config is valid
+    from lizard_bench.report.console import summary_table  # heavy imports only once the config is valid
     from lizard_bench.runner import run_suite
 
     summary = run_suite(config, retrain=args.retrain)
     print()
-    print(records_table(summary.records))
+    print(summary_table(summary.records))
     print(f"\n{len(summary.records)} records in {summary.run_dir} "
           f"({summary.ran_units} units run, {summary.skipped_units} already done)")
     from lizard_bench.report import write_reports

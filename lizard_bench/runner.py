@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
                           else functools.cache(lambda: load_corpus(config.corpus)), run_dir=store.run_dir)
 
     skipped = ran = 0
+    total = sum(config.runs(t.name, v) for t in plan.tasks for v in config.variants) * len(config.models)
     for model_name in config.models:
         for variant_name in config.variants:
             planned = [t for t in plan.tasks if config.runs(t.name, variant_name)]
@@ -93,6 +95,8 @@ def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
                 ran += len(pending)
                 continue
             for task in pending:
+                print(f"[unit {skipped + ran + 1}/{total}] {model_name} / {variant_name} / {task.name}",
+                      file=sys.stderr, flush=True)
                 records = _run_unit(handle, task, context, base_provenance)
                 store.write_unit(model_name, variant_name, task.name, records)
                 ran += 1

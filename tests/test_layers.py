@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"tasks"},  # the task plugin API
     {"bench", "probes", "evaluation"},  # what tasks measure with: efficiency, long context, lm-eval
     {"variants", "preflight", "plan", "runner", "train_suite", "export_command"},  # running suites
-    {"report", "report_table", "cli"},  # what users read and type
+    {"report", "cli"},  # what users read and type
 ]
 LAYER_OF = {part: index for index, layer in enumerate(LAYERS) for part in layer}
 

@@ -1,0 +1,42 @@
+"""The end-of-run console summary: headline metrics by variant, in the report's units, with ratios to the teacher."""
+
+from __future__ import annotations
+
+from lizard_bench.report.console import headline_records, summary_table
+from lizard_bench.results import Record
+
+
+def record(variant: str, task: str, metric: str, value: float | None, direction: str = "higher",
+           status: str = "ok") -> Record:
+    return Record(model="m", variant=variant, task=task, metric=metric, value=value, direction=direction,
+                  status=status)
+
+
+RECORDS = [  # FIXTURE: invented values
+    record("softmax", "corpus_perplexity", "perplexity", 10.0, "lower"),
+    record("lizard", "corpus_perplexity", "perplexity", 25.0, "lower"),
+    record("softmax", "passkey", "exact_match", 0.75),
+    record("softmax", "passkey", "exact_match@1024", 1.0),
+    record("lizard", "passkey", "exact_match", None, status="error"),
+    record("softmax", "decode", "tokens_per_s@512", 20.0),
+    record("softmax", "decode", "tokens_per_s@8192", 8.0),
+    record("lizard", "decode", "tokens_per_s@8192", 12.0),
+    record("softmax", "memory", "cache_bytes@8192", 360 * 1024**2, "lower"),
+]
+
+
+def test_headlines_are_point_free_metrics_or_the_longest_sweep_point():
+    chosen = {(r.variant, r.metric) for r in headline_records(RECORDS)}
+    assert ("softmax", "exact_match") in chosen and ("softmax", "exact_match@1024") not in chosen
+    assert ("softmax", "tokens_per_s@8192") in chosen and ("softmax", "tokens_per_s@512") not in chosen
+
+
+def test_the_summary_puts_variants_side_by_side_in_report_units():
+    text = summary_table(RECORDS)
+    header = next(line for line in text.splitlines() if "softmax" in line)
+    assert header.index("softmax") < header.index("lizard"), "the teacher comes first"
+    perplexity = next(line for line in text.splitlines() if line.startswith("corpus_perplexity perplexity"))
+    assert "↓" in perplexity and "10" in perplexity and "25 (2.50×)" in perplexity
+    passkey = next(line for line in text.splitlines() if line.startswith("passkey exact_match"))
+    assert "%" in passkey and "75.0" in passkey and "error" in passkey
+    assert "12.0 (1.50×)" in text and "360.0" in text and "MiB" in text
