@@ -72,7 +72,8 @@ QUANTITY_LABELS: dict[str, str] = {
     "tokens_per_s": "tokens/s",
     "latency_s": "latency (s)",
     "time_s": "time (s)",
-    "peak_memory_bytes": "peak memory (MiB)",
+    "peak_memory_bytes": "prefill peak memory (MiB)",
+    "decode_peak_memory_bytes": "decode peak memory (MiB)",
     "cache_bytes": "cache (MiB)",
 }
 

@@ -162,7 +162,10 @@ def _bars(ax, panel, rows, keys, by_key, style: SeriesStyle) -> None:
             value = record["value"] * scale
             error = record["stderr"] * scale if pd.notna(record["stderr"]) else None
             ax.bar(x, value, width * 0.92, yerr=error, capsize=3, ecolor="black", **style.bar(*row))
-            if annotate:
+            if value == 0:  # a zero bar has no height: a tick on the axis shows it was measured
+                ax.plot([x - width * 0.4, x + width * 0.4], [0, 0], color=style.colors[row[1]], linewidth=3,
+                        solid_capstyle="butt", clip_on=False)
+            if annotate or value == 0:
                 ax.annotate(f"{value:.1f}" if is_fraction(metric) else f"{value:.3g}", (x, value + (error or 0)),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
     # proxy artists so the legend has one entry per row even if its first bar failed
@@ -174,7 +177,8 @@ def _bars(ax, panel, rows, keys, by_key, style: SeriesStyle) -> None:
     if is_fraction(metric):
         ax.set_ylabel("score (%)  ↑ higher is better")
         ax.set_ylim(0, 100)
-        ax.set_title("Accuracy")
+        ax.set_title("Accuracy" if any(task not in LONG_CONTEXT_TASKS for task, _, _ in panel)
+                     else "Retrieval exact match")
     else:
         ax.set_ylabel(f"{metric}  {'↓ lower' if direction == 'lower' else '↑ higher'} is better")
         ax.set_title(f"{task_label(task)} {metric}")
@@ -204,9 +208,12 @@ def memory_figure(frame: pd.DataFrame, style: SeriesStyle) -> Figure | None:
         return None
     pairs = sorted(dict.fromkeys(zip(points["task"], points["base_metric"], strict=True)),
                    key=lambda p: (EFFICIENCY_TASKS.index(p[0]) if p[0] in EFFICIENCY_TASKS else 9, p))
+    # decode and memory both record the cache after the same prefill: one panel of it is enough
+    cache_tasks = [task for task, base in pairs if base == "cache_bytes"]
+    pairs = [(task, base) for task, base in pairs if base != "cache_bytes" or task == cache_tasks[-1]]
     panels = [(f"{task}:{base}", points[(points["task"] == task) & (points["base_metric"] == base)])
               for task, base in pairs]
-    titles = {f"{task}:{base}": f"{task_label(task)}: {quantity_label(base).split(' (')[0]}" for task, base in pairs}
+    titles = {f"{task}:{base}": quantity_label(base).split(" (")[0].capitalize() for task, base in pairs}
     largest = points.loc[points["status"] == "ok", "value"].max()
     use_gib = pd.notna(largest) and largest >= 4 * 1024 * MIB
     unit, scale = ("GiB", 1 / 1024**3) if use_gib else ("MiB", 1 / MIB)
@@ -224,13 +231,20 @@ def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: flo
             for row, group in ordered_groups(data, keys):
                 group = group.sort_values("context_length")
                 ok = group[group["status"] == "ok"]
-                ax.plot(ok["context_length"].astype(float), ok["value"] * scale, label=series_label(row, keys),
-                        **style.line(*row))
+                x, y = ok["context_length"].astype(float), ok["value"] * scale
+                ax.plot(x, y, label=series_label(row, keys), **style.line(*row))
+                spread = _min_max(ok, scale)
+                if spread is not None:  # the repeats' range, recorded with every timed point
+                    ax.errorbar(x, y, yerr=[np.maximum(y - spread[0], 0), np.maximum(spread[1] - y, 0)], fmt="none",
+                                ecolor=style.colors[row[1]],
+                                capsize=3, linewidth=1)
                 _mark_failures(ax, group[group["status"] != "ok"], style.colors[row[1]])
             values = data.loc[data["status"] == "ok", "value"] * scale
             _length_axis(ax, lengths)
             if len(values) and values.min() > 0 and values.max() / values.min() > 30:
                 ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+                ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _pos: ""))
             else:
                 ax.set_ylim(bottom=0)
             ax.set_title(titles[name])
@@ -239,6 +253,17 @@ def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: flo
         figure.legend(handles, labels, loc="outside lower center", ncols=min(max(len(labels), 1), 3), frameon=False)
         figure.suptitle(suptitle)
     return figure
+
+
+def _min_max(points: pd.DataFrame, scale: float) -> tuple[pd.Series, pd.Series] | None:
+    """The lowest and highest repeat of each point (``details.min/max``), or None when not recorded."""
+    if "details" not in points or points.empty:
+        return None
+    lows = points["details"].map(lambda d: d.get("min") if isinstance(d, dict) else None)
+    highs = points["details"].map(lambda d: d.get("max") if isinstance(d, dict) else None)
+    if lows.isna().any() or highs.isna().any():
+        return None
+    return lows.astype(float).to_numpy() * scale, highs.astype(float).to_numpy() * scale
 
 
 def _mark_failures(ax, failed: pd.DataFrame, color: str) -> None:

@@ -41,7 +41,7 @@ def read_run(path: str | Path) -> Run:
     records = store.read_records()
     if not records:
         raise ReportError(f"{path}: the run directory holds no records (records/<model>/<variant>/<task>.json)")
-    run_id = str(manifest.get("run_id") or path.name)
+    run_id = path.name  # the folder's name, which a renamed run keeps (its manifest holds the original id)
     return Run(run_id=run_id, path=path, records=records, manifest=manifest)
 
 

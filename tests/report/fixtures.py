@@ -86,8 +86,10 @@ def fixture_records(variant: str) -> dict[str, list[Record]]:
             continue
         prefill = 9000.0 / (1 + length / 4096) if teacher else {"lizard": 7000.0, "lolcats": 7600.0}[variant]
         decode = 60.0 / (1 + length / 2048) if teacher else {"lizard": 48.0, "lolcats": 52.0}[variant]
-        units["prefill"].append(record(variant, "prefill", f"tokens_per_s@{length}", prefill, details=details))
-        units["decode"].append(record(variant, "decode", f"tokens_per_s@{length}", decode, details=details))
+        units["prefill"].append(record(variant, "prefill", f"tokens_per_s@{length}", prefill,
+                                       details={**details, "min": 0.95 * prefill, "max": 1.05 * prefill}))
+        units["decode"].append(record(variant, "decode", f"tokens_per_s@{length}", decode,
+                                      details={**details, "min": 0.9 * decode, "max": 1.1 * decode}))
         units["decode"].append(record(variant, "decode", f"latency_s@{length}", 1 / decode, direction="lower",
                                       details=details))
         window = {"lizard": 128, "lolcats": 64}.get(variant, length)

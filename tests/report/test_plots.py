@@ -1,6 +1,7 @@
 """Figures: written as PNG and SVG, labelled axes and legends, log length axis, failures marked."""
 
 import matplotlib.image
+import pandas as pd
 import pytest
 
 from lizard_bench.report.loading import records_frame, training_frame
@@ -61,8 +62,18 @@ def test_throughput_uses_a_log_length_axis_and_marks_oom(data):
 def test_memory_in_mib_per_quantity(data):
     frame, _, style = data
     axes = labelled(memory_figure(frame, style))
-    assert [ax.get_title() for ax in axes] == ["Memory: cache", "Memory: peak memory"]
+    assert [ax.get_title() for ax in axes] == ["Cache", "Prefill peak memory"]
     assert all("MiB" in ax.get_ylabel() for ax in axes)
+
+
+def test_the_cache_is_shown_once_and_timed_points_carry_their_range(data):
+    """decode and memory both record the cache after the same prefill; repeats' min/max become error bars."""
+    frame, _, style = data
+    cache = frame[(frame["base_metric"] == "cache_bytes") & (frame["task"] == "memory")].assign(task="decode")
+    titles = [ax.get_title() for ax in labelled(memory_figure(pd.concat([frame, cache]), style))]
+    assert titles.count("Cache") == 1
+    throughput = labelled(throughput_figure(frame, style))
+    assert any(len(ax.containers) for ax in throughput), "error bars from details.min/max"
 
 
 def test_task_scores_put_accuracy_and_perplexity_on_separate_axes(data):

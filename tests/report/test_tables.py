@@ -81,7 +81,7 @@ def test_efficiency_table_per_context_length(frame):
     assert table.keys == ["model", "variant", "context length"]
     teacher = table.display[table.display["variant"] == "softmax"].set_index("context length")
     assert teacher.loc[8192, "Prefill tokens/s"] == "oom"
-    assert teacher.loc[8192, "peak memory (MiB)"] == "oom"
+    assert teacher.loc[8192, "prefill peak memory (MiB)"] == "oom"
     assert teacher.loc[8192, "cache (MiB)"] == "—"  # not measured at all: a dash, not a status
     assert teacher.loc[2048, "cache (MiB)"] == "128.0"
     assert table.raw.loc[table.raw["variant"] == "lizard", "Decode tokens/s"].tolist() == [48.0] * 5
