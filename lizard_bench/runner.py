@@ -135,10 +135,10 @@ def build_handle(config: SuiteConfig, model_name: str, variant_name: str, backen
     """
     seed_everything(config.seed)
     loaded = load_model(model_name, device=config.device, dtype=config.dtype)
-    summary = prepare_variant(loaded, resolve_variant(variant_name, config), backend, config=config,
-                              model_name=model_name, run_dir=run_dir, retrain=retrain)
+    prepared = prepare_variant(loaded, resolve_variant(variant_name, config), backend, config=config,
+                               model_name=model_name, run_dir=run_dir, retrain=retrain)
     return ModelHandle(model_name=model_name, variant=variant_name, loaded=loaded, kernel_backend=backend,
-                       variant_summary=summary,
+                       variant_summary=prepared.provenance() if prepared is not None else {},
                        rebuild=(build_handle, (config, model_name, variant_name, backend), {"run_dir": run_dir}))
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.kernels import select_backend
-from lizard_bench.linearize.checkpoint import read_manifest
 from lizard_bench.models.loading import load_model
 from lizard_bench.preflight import preflight
 from lizard_bench.variants import prepare_variant, resolve_variant, training_config
@@ -66,11 +65,10 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
     for model_name in config.models:
         for spec in linearized:
             loaded = load_model(model_name, device=load_device, dtype=config.dtype)  # each variant from the teacher
-            summary = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
-                                      retrain=retrain)
-            stages = ((read_manifest(summary["checkpoint_dir"]) or {}).get("summary") or {}).get("stages", {})
-            trained.append(TrainedVariant(model_name, spec.name, summary["checkpoint_dir"],
-                                          summary["from_checkpoint"], stages))
+            prepared = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
+                                       retrain=retrain)
+            trained.append(TrainedVariant(model_name, spec.name, str(prepared.checkpoint_dir),
+                                          prepared.from_checkpoint, prepared.stages))
             del loaded
     return trained
 

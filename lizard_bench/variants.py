@@ -15,7 +15,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.linearize.config import METHOD_PRESETS, METHODS, method_config
@@ -23,6 +23,9 @@ from lizard_bench.models.descriptions import TEACHER
 from lizard_bench.models.kernel_attention import use_kernel_attention
 from lizard_bench.models.loading import LoadedModel
 from lizard_bench.results.store import atomic_write_text, safe_name
+
+if TYPE_CHECKING:
+    from lizard_bench.linearize.pipeline import PreparedVariant
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,15 @@ def training_config(config: SuiteConfig):
 
 
 def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,
-                    model_name: str, run_dir: Path | None, retrain: bool = False) -> dict[str, Any]:
-    """Turn the loaded teacher into ``spec`` in place; returns a summary for provenance (empty for the teacher).
+                    model_name: str, run_dir: Path | None, retrain: bool = False) -> PreparedVariant | None:
+    """Turn the loaded teacher into ``spec`` in place; returns what was prepared (None for the teacher).
 
     ``run_dir`` (when given) receives a copy of the variant's training logs and summary;
     ``retrain`` trains again over a matching checkpoint instead of loading it.
     """
     use_kernel_attention(loaded.model, backend)  # hybrid softmax layers and distillation targets use it too
     if spec.method is None:
-        return {}
+        return None
     from lizard_bench.linearize.checkpoint import base_model_hash
     from lizard_bench.linearize.pipeline import prepare_linearized
 
@@ -85,12 +88,10 @@ def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, con
         train=train, corpus=None, checkpoint_dir=checkpoint_dir, log_dir=checkpoint_dir / "logs",
         kernel_backend=backend, retrain=retrain, base_hash=base_hash,
     )
-    summary = prepared.summary()
     if run_dir is not None:
         _copy_training_record(checkpoint_dir / "logs", run_dir / "training" / safe_name(model_name) / spec.name,
-                              summary)
-    return {"checkpoint_dir": summary["checkpoint_dir"], "base_sha256": summary["base_sha256"],
-            "from_checkpoint": summary["from_checkpoint"], "method": spec.method}
+                              prepared.summary())
+    return prepared
 
 
 def checkpoint_folder(results_dir: Path, model_name: str, spec: VariantSpec, base_hash: str, train) -> Path:

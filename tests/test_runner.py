@@ -186,7 +186,7 @@ def test_variant_that_fails_to_build_gets_error_records_and_the_run_goes_on(tmp_
                for r in lizard)
     assert all(r.status == "ok" for r in summary.records if r.variant == "softmax")  # the run went on
 
-    monkeypatch.setattr(runner, "prepare_variant", lambda loaded, spec, *a, **k: {})  # "fixed": resume retries it
+    monkeypatch.setattr(runner, "prepare_variant", lambda loaded, spec, *a, **k: None)  # "fixed": resume retries it
     again = run_suite(config)
     assert (again.ran_units, again.skipped_units) == (1, 1)
     assert all(r.status == "ok" for r in again.records)

@@ -62,6 +62,11 @@ class PreparedVariant:
     teacher_lm_loss: float | None = None  # held-out LM loss of the teacher (from stage 1's evaluation)
     sharded: bool = False  # trained under FSDP2: ``model`` is split across processes; evaluate from the checkpoint
 
+    def provenance(self) -> dict[str, Any]:
+        """What every record of the variant carries: the method and where its weights came from."""
+        return {"checkpoint_dir": str(self.checkpoint_dir), "base_sha256": self.base_hash,
+                "from_checkpoint": self.from_checkpoint, "method": self.config.method}
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for result records."""
         return {
