@@ -17,7 +17,6 @@ from typing import Any
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.errors import InputError
-from lizard_bench.linearize.config import method_config
 from lizard_bench.models.inspect import inspect_model
 from lizard_bench.models.locate import locate_model
 from lizard_bench.preflight import check_model, check_settings, checked_corpus, input_lengths, reads_corpus
@@ -150,7 +149,7 @@ def find_checkpoint(results_dir: Path, model: str, spec, train) -> Path | None:
     from lizard_bench.linearize.checkpoint import read_manifest
 
     root = results_dir / "checkpoints" / safe_name(model) / safe_name(spec.name)
-    wanted = method_config(spec.method, **spec.options).to_dict()
+    wanted = spec.config.to_dict()
     for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
         manifest = read_manifest(folder)
         if manifest and manifest.get("linearize_config") == wanted and manifest.get("train_config") == train.to_dict():

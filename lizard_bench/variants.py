@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lizard_bench.config import ConfigError, SuiteConfig
-from lizard_bench.linearize.config import METHOD_PRESETS, METHODS, method_config
+from lizard_bench.linearize.config import METHOD_PRESETS, METHODS, LinearizeConfig, method_config
 from lizard_bench.models.descriptions import TEACHER
 from lizard_bench.models.kernel_attention import use_kernel_attention
 from lizard_bench.models.loading import LoadedModel
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 class VariantSpec:
     name: str
     method: str | None  # None: the teacher
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # as the suite wrote them (for linearize(**options))
+    config: LinearizeConfig | None = None  # the method's preset with the options applied; None for the teacher
 
 
 def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
@@ -49,10 +50,10 @@ def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
             f"variant_options.{name} with a 'method' key"
         )
     try:
-        method_config(method, **settings)
+        linearize_config = method_config(method, **settings)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"variant_options.{name}: {error}") from None
-    return VariantSpec(name, method, settings)
+    return VariantSpec(name, method, settings, linearize_config)
 
 
 def training_config(config: SuiteConfig):
@@ -104,7 +105,7 @@ def checkpoint_folder(results_dir: Path, model_name: str, spec: VariantSpec, bas
     from lizard_bench.linearize.pipeline import checkpoint_fingerprint
 
     variant_root = results_dir / "checkpoints" / safe_name(model_name) / safe_name(spec.name)
-    fingerprint = checkpoint_fingerprint(base_hash, method_config(spec.method, **spec.options), train)
+    fingerprint = checkpoint_fingerprint(base_hash, spec.config, train)
     legacy = read_manifest(variant_root)
     if legacy is not None and legacy.get("train_fingerprint") == fingerprint:
         return variant_root
