@@ -11,49 +11,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lizard_bench.evaluation.catalog import SPECS_BY_NAME, TASK_SPECS
+
 TEACHER_VARIANT = "softmax"
 
-# The paper's Table 1 tasks, in its column order, with the metric it reports for each.
-PAPER_METRIC: dict[str, str] = {
-    "piqa": "acc",
-    "arc_easy": "acc",
-    "arc_challenge": "acc_norm",
-    "hellaswag": "acc_norm",
-    "winogrande": "acc",
-    "mmlu": "acc",
-}
+# The paper's Table 1 tasks, in its column order, with the metric it reports for each: the lm-eval catalog's.
+PAPER_METRIC: dict[str, str] = {spec.name: spec.paper_metric for spec in TASK_SPECS if spec.paper_metric}
 PAPER_TASKS: tuple[str, ...] = tuple(PAPER_METRIC)
 FIVE_TASKS: tuple[str, ...] = PAPER_TASKS[:5]  # the paper's "average without MMLU"
 
 EFFICIENCY_TASKS: tuple[str, ...] = ("prefill", "decode", "memory")
 LONG_CONTEXT_TASKS: tuple[str, ...] = ("passkey", "needle")
 
+# Labels of the tasks the catalog does not name (the lm-eval tasks' labels are the catalog's own).
 TASK_LABELS: dict[str, str] = {
-    "piqa": "PIQA",
-    "arc_easy": "ARC-e",
-    "arc_challenge": "ARC-c",
-    "hellaswag": "HellaSwag",
-    "winogrande": "WinoGrande",
-    "mmlu": "MMLU",
     "corpus_perplexity": "Corpus",
     "passkey": "Passkey",
     "needle": "Needle",
-    "boolq": "BoolQ",
-    "cb": "CB",
-    "copa": "COPA",
-    "multirc": "MultiRC",
-    "record": "ReCoRD",
-    "rte": "RTE",
-    "wic": "WiC",
-    "wsc": "WSC",
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "qqp": "QQP",
-    "mnli": "MNLI",
-    "qnli": "QNLI",
-    "wnli": "WNLI",
-    "stsb": "STS-B",
+    "assoc_recall": "Associative recall",
+    "length_extrapolation": "Length extrapolation",
     "prefill": "Prefill",
     "decode": "Decode",
     "memory": "Memory",
@@ -136,7 +112,8 @@ def unit_suffix(base: str) -> str:
 
 
 def task_label(task: str) -> str:
-    return TASK_LABELS.get(task, task)
+    spec = SPECS_BY_NAME.get(task)
+    return spec.label if spec is not None else TASK_LABELS.get(task, task)
 
 
 def metric_label(task: str, base: str, direction: str = "higher") -> str:
