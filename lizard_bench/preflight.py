@@ -32,7 +32,7 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 @dataclass
-class RunPlan:
+class CheckedRun:
     """What the checks found, handed to the run so nothing is looked up (or read) twice."""
 
     tasks: list[Task]
@@ -42,7 +42,7 @@ class RunPlan:
     corpus: Corpus | None  # the suite's corpus, read and split once; None when no selected task reads it
 
 
-def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
+def preflight(config: SuiteConfig, *, evaluate: bool = True) -> CheckedRun:
     """Check ``config`` against this machine and its files; raises an InputError naming the first problem.
 
     ``evaluate=False`` (``lizard-bench train``) leaves out the tasks and the suite's corpus.
@@ -57,10 +57,11 @@ def preflight(config: SuiteConfig, *, evaluate: bool = True) -> RunPlan:
         corpus = checked_corpus(config.corpus, "corpus", split="heldout")
         if any(task.name == "corpus_perplexity" for task in tasks):
             check_enough_tokens(corpus, "heldout", config.perplexity.seq_len, "perplexity.seq_len", config.models)
-    if train is not None and not isinstance(train.corpus, Corpus):
+    # a hub training corpus is read only if a variant must train (its checkpoint may exist): not here
+    if train is not None and not isinstance(train.corpus, Corpus) and not train.corpus.startswith("hf:"):
         training_corpus = checked_corpus(train.corpus, "training corpus", split="train")
         check_enough_tokens(training_corpus, "train", train.seq_len, "training seq_len", config.models)
-    return RunPlan(tasks=tasks, variants=settings.variants, device=settings.device, backend=settings.backend,
+    return CheckedRun(tasks=tasks, variants=settings.variants, device=settings.device, backend=settings.backend,
                    corpus=corpus)
 
 
