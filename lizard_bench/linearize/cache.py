@@ -72,6 +72,10 @@ class LizardCacheLayer(DynamicLayer):
             tensors += [self.gla.S, self.gla.z]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def window_state(self) -> dict[str, torch.Tensor]:
+        """The buffers (window, anchors, their masks), each in token order: what the next tokens read."""
+        return dict(self.buffers)
+
     def real_seen(self, batch: int, device: torch.device) -> torch.Tensor:
         """Real tokens processed so far in each row ([B] long): ``seen`` until padding has been met."""
         held = self.buffers.get("real_seen")
