@@ -252,22 +252,27 @@ def test_gla_prefill_in_pieces_equals_one_shot():
     torch.testing.assert_close(state.z, whole_state.z, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-state", "in-place"])
 @pytest.mark.parametrize("prefix", [0, 37], ids=["steps-only", "prefill-then-steps"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no-state", "state"])
-def test_gla_decode_steps_equal_prefill(prefix, with_state):
+def test_gla_decode_steps_equal_prefill(prefix, with_state, in_place):
     """A prefill of ``prefix`` tokens, then one step per token, reproduces a 70-token prefill."""
     q, k, v, log_gate, initial = gla_inputs(41, 70, state=with_state)
     whole, whole_state = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
                                                    eps=1e-6)
     B, _, H, K = q.shape
-    state = initial or GLAState(S=torch.zeros(B, H, K, v.shape[-1]), z=torch.zeros(B, H, K))
+    state = (GLAState(S=initial.S.clone(), z=initial.z.clone()) if initial
+             else GLAState(S=torch.zeros(B, H, K, v.shape[-1]), z=torch.zeros(B, H, K)))
     outputs = []
     if prefix:
         first, state = tb.gated_linear_attention(q[:, :prefix], k[:, :prefix], v[:, :prefix], log_gate[:, :prefix],
                                                  initial_state=initial, output_final_state=True, eps=1e-6)
         outputs.append(first)
     for t in range(prefix, 70):
-        o, state = tb.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state, eps=1e-6)
+        held = state
+        o, state = tb.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state, eps=1e-6,
+                                                  in_place=in_place)
+        assert (state.S is held.S) == in_place
         outputs.append(o.unsqueeze(1))
     torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(state.S, whole_state.S, atol=1e-5, rtol=1e-5)
