@@ -66,6 +66,9 @@ def gla_inputs(seed, T, B=2, H=3, K=32, V=16, gates=(-10.0, -1e-3), state=True, 
 SOFTMAX_CASES = {
     # name: (T, S, window, sinks, causal, Hkv)
     "decode-window": (1, 200, 32, True, True, 2),
+    "decode-full-window": (1, 32, 32, True, True, 2),  # a ring buffer: every held key is in the window
+    "decode-window-no-sinks": (1, 40, 16, False, True, 2),
+    "decode-sinks-no-window": (1, 50, None, True, True, 4),
     "T<window": (63, 63, 128, True, True, 2),
     "several-blocks": (130, 130, 32, True, True, 2),
     "long": (1000, 1000, 128, True, True, 2),
@@ -484,7 +487,7 @@ def test_public_api_passes_normalize_through():
 
 # --------------------------------------------------------------------------- padded keys
 
-KEY_MASK_CASES = ["decode-window", "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
+KEY_MASK_CASES = ["decode-window", "decode-full-window", "decode-sinks-no-window", "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
                   "window>=S", "teacher-sdpa", "teacher-sdpa-T<S", "teacher-sdpa-decode", "causal-sinks-dense",
                   "non-causal-window-sinks"]
 
