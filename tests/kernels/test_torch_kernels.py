@@ -487,7 +487,8 @@ def test_public_api_passes_normalize_through():
 
 # --------------------------------------------------------------------------- padded keys
 
-KEY_MASK_CASES = ["decode-window", "decode-full-window", "decode-sinks-no-window", "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
+KEY_MASK_CASES = ["decode-window", "decode-full-window", "decode-sinks-no-window",
+                  "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
                   "window>=S", "teacher-sdpa", "teacher-sdpa-T<S", "teacher-sdpa-decode", "causal-sinks-dense",
                   "non-causal-window-sinks"]
 
