@@ -73,6 +73,8 @@ QUANTITY_LABELS: dict[str, str] = {
     "latency_s": "latency (s)",
     "time_s": "time (s)",
     "peak_memory_bytes": "peak memory (MiB)",
+    "decode_peak_memory_bytes": "decode peak memory (MiB)",
+    "decode_growth_bytes": "decode growth (MiB)",
     "cache_bytes": "cache (MiB)",
 }
 
