@@ -22,7 +22,9 @@ class LizardCacheLayer(DynamicLayer):
     and ``gla`` the linear branch's state; ``seen`` counts every token processed, which is
     what transformers asks for as the sequence length. Once a batch has had padding, the
     buffers are kept with each row's pads first and a mask of which rows are real tokens
-    (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens.
+    (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens. While decoding, the
+    window's buffers are a ring written in place (``rings``, see :meth:`extend_window`);
+    :meth:`window_state` reads them in token order.
     """
 
     is_sliding = False
