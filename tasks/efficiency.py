@@ -2,7 +2,9 @@
 
 They sit in a suite beside accuracy tasks and write records to the same store; the
 reports plot them against context length. Lengths default to 512–8K on CPU and 1K–32K on
-GPU; ``--limit N`` keeps the first N lengths.
+GPU; ``--limit N`` keeps the first N lengths. Linearized models prefill ``prefill_chunk`` tokens at a
+time through their constant-size state (null: one shot); softmax models prefill in one shot. The chunk
+size used is in every record's details.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from lizard_bench.bench import memory, workloads
 from lizard_bench.bench.measure import Timing, cpu_peak_memory_supported, timed
 from lizard_bench.bench.sweep import sweep
+from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 from lizard_bench.probes import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 
@@ -32,6 +35,7 @@ class EfficiencyTask(Task):
         "warmup": 1,
         "repeats": 3,
         "budget_s": 300.0,  # per call; longer points are recorded as 'timeout'
+        "prefill_chunk": DEFAULT_PREFILL_CHUNK,  # tokens per prefill chunk of a linearized model; None: one shot
     }
 
     def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +46,7 @@ class EfficiencyTask(Task):
             "warmup": check.non_negative_int(options, self.name, "warmup"),
             "repeats": check.positive_int(options, self.name, "repeats"),
             "budget_s": check.positive_number(options, self.name, "budget_s"),
+            "prefill_chunk": check.positive_int(options, self.name, "prefill_chunk", allow_none=True),
         }
 
     def settings(self, handle: ModelHandle, context: TaskContext) -> dict[str, Any]:
@@ -49,7 +54,8 @@ class EfficiencyTask(Task):
         lengths = options["lengths"] or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
         if context.limit is not None:
             lengths = sorted(lengths)[: context.limit]
-        return {**options, "lengths": lengths}
+        chunk = workloads.prefill_chunk_for(handle.model, options["prefill_chunk"])
+        return {**options, "lengths": lengths, "prefill_chunk": chunk}
 
     def shared_details(self, handle: ModelHandle, settings: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -58,6 +64,7 @@ class EfficiencyTask(Task):
             "device": str(handle.device),
             "kernel_backend": handle.kernel_backend,
             "threads": torch.get_num_threads(),
+            "prefill_chunk": settings["prefill_chunk"],
         }
 
     def ids(self, handle: ModelHandle, settings: dict[str, Any], length: int, seed: int) -> torch.Tensor:
@@ -81,8 +88,9 @@ class Prefill(EfficiencyTask):
 
         def point(length: int) -> dict[str, tuple[float, dict]]:
             ids = self.ids(handle, settings, length, context.seed)
-            timing = timed(lambda: workloads.prefill(handle.model, ids), warmup=settings["warmup"],
-                           repeats=settings["repeats"], budget_s=settings["budget_s"], device=handle.device)
+            timing = timed(lambda: workloads.prefill(handle.model, ids, settings["prefill_chunk"]),
+                           warmup=settings["warmup"], repeats=settings["repeats"], budget_s=settings["budget_s"],
+                           device=handle.device)
             tokens = ids.numel()
             return {
                 "tokens_per_s": (tokens / timing.median_s, _timing_details(timing, tokens)),
@@ -103,7 +111,8 @@ class Decode(EfficiencyTask):
         steps = settings["decode_tokens"]
 
         def point(length: int) -> dict[str, tuple[float, dict]]:
-            cache, token = workloads.prefill(handle.model, self.ids(handle, settings, length, context.seed))
+            ids = self.ids(handle, settings, length, context.seed)
+            cache, token = workloads.prefill(handle.model, ids, settings["prefill_chunk"])
             size = workloads.cache_size(cache)
             # every repeat decodes from the same post-prefill state (a copy), so the context stays L
             timing = timed(lambda: workloads.decode(handle.model, copy.deepcopy(cache), token, steps),
@@ -121,8 +130,10 @@ class Decode(EfficiencyTask):
 @register_task
 class Memory(EfficiencyTask):
     name = "memory"
-    metrics = {"peak_memory_bytes": "lower", "decode_peak_memory_bytes": "lower", "cache_bytes": "lower"}
-    description = "Peak memory above the loaded model during prefill and decode, and cache bytes after the context"
+    metrics = {"peak_memory_bytes": "lower", "decode_peak_memory_bytes": "lower", "decode_growth_bytes": "lower",
+               "cache_bytes": "lower"}
+    description = ("Peak memory above the loaded model during prefill and during decode (after the prefill's "
+                   "temporaries are freed), decode's growth above the post-prefill level, and cache bytes")
 
     def data_status(self, config) -> str | None:
         if not torch.cuda.is_available() and not cpu_peak_memory_supported():
@@ -138,16 +149,18 @@ class Memory(EfficiencyTask):
         def point(length: int) -> dict[str, tuple[float, dict]]:
             if handle.device.type == "cuda":
                 result = memory.measure_in_process(handle.model, self.ids(handle, settings, length, context.seed),
-                                                   steps)
+                                                   steps, settings["prefill_chunk"])
             else:
                 result = memory.measure_in_child(handle.rebuild, length=length, batch_size=settings["batch_size"],
-                                                 decode_steps=steps, seed=context.seed,
-                                                 timeout_s=settings["budget_s"])
+                                                 decode_steps=steps, seed=context.seed, timeout_s=settings["budget_s"],
+                                                 prefill_chunk=settings["prefill_chunk"])
             method = {"method": result.method}
+            decode = {**method, "decode_tokens": steps, "prefill_residue_bytes": result.decode.residue_bytes}
             return {
-                "peak_memory_bytes": (result.prefill_peak_bytes, method),
-                "decode_peak_memory_bytes": (result.decode_peak_bytes, method),
-                "cache_bytes": (result.cache_bytes, {}),
+                "peak_memory_bytes": (result.prefill.peak_bytes, method),
+                "decode_peak_memory_bytes": (result.decode.peak_bytes, decode),
+                "decode_growth_bytes": (result.decode.growth_bytes, decode),
+                "cache_bytes": (result.prefill.cache_bytes, {}),
             }
 
         return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))

@@ -6,6 +6,9 @@ machine's noise is one-sided (slowdowns) and a single number hides it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -98,3 +101,21 @@ def cpu_peak_memory_supported() -> bool:
         return peak_rss_bytes() > 0
     except OSError:
         return False
+
+
+def release_free_memory() -> bool:
+    """Return memory freed so far to the operating system; True if the C library could (glibc ``malloc_trim``).
+
+    Why: freed tensors below glibc's mmap threshold stay in the heap as free but resident
+    pages, so after a prefill the resident set still holds the prefill's temporaries; a decode
+    measured from there would count them. ``malloc_trim(0)`` hands every whole free page back.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True

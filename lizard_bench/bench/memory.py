@@ -1,17 +1,22 @@
 """Peak memory of a prefill and of decoding after it, measured honestly per device.
 
-CUDA: the caching allocator's peak statistics after a reset, in this process.
+CUDA: the caching allocator's statistics after a reset, in this process. They count live
+tensors only, so what a prefill freed is not in the decode numbers.
 CPU: PyTorch keeps no allocator statistics there, and the resident-set high-water mark of
-a long-lived process remembers every earlier peak, so each point runs in a fresh child
-process (spawned, not forked: forking a process with OpenMP threads can hang) that
-rebuilds the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and
-reads it back (``VmHWM``) after the workload. Reported bytes are *above the loaded model*:
-activations, caches and temporaries, not weights.
+a long-lived process remembers every earlier peak, so each phase of each point runs in a
+fresh child process (spawned, not forked: forking a process with OpenMP threads can hang)
+that rebuilds the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and
+reads it back (``VmHWM``) after the workload. The prefill child measures the prefill; the
+decode child prefills, frees what the prefill left in the allocator (``malloc_trim``), and
+only then measures decoding, so the decode numbers hold the cache and decoding's own
+memory, not the prefill's freed temporaries (which were most of a "decode peak" before).
+Reported bytes are *above the loaded model*: activations, caches and temporaries, not weights.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -22,65 +27,99 @@ import torch
 
 from lizard_bench.bench import measure, workloads
 
-CPU_METHOD = "child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load"
+CPU_METHOD = ("child process per point and phase: Linux VmHWM after clear_refs, minus VmRSS after model load; "
+              "decode measured after the prefill's freed memory is returned (malloc_trim)")
 CUDA_METHOD = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated after model load"
 
 
 @dataclass
-class MemoryPoint:
-    prefill_peak_bytes: int
-    decode_peak_bytes: int
+class PrefillMemory:
+    peak_bytes: int  # above the loaded model, during the prefill
     cache_bytes: int  # after the context, before decoding
+    process: int  # id of the process that measured it
+
+
+@dataclass
+class DecodeMemory:
+    peak_bytes: int  # above the loaded model while decoding: the cache, decoding's memory, any residue
+    growth_bytes: int  # above the level after the prefill (its temporaries freed): decoding's own memory
+    residue_bytes: int  # what stayed resident after the prefill beyond its cache (fragmentation)
+    process: int
+
+
+@dataclass
+class MemoryPoint:
+    prefill: PrefillMemory
+    decode: DecodeMemory
     method: str
 
 
-def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: int) -> MemoryPoint:
+def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: int,
+                       prefill_chunk: int | None = None) -> MemoryPoint:
     """CUDA measurement (allocator statistics are exact and resettable)."""
     device = ids.device
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    cache, token = workloads.prefill(model, ids)
+    cache, token = workloads.prefill(model, ids, prefill_chunk)
     prefill_peak = torch.cuda.max_memory_allocated(device) - base
-    context_cache_bytes = workloads.cache_size(cache)
+    cache_size = workloads.cache_size(cache)
+    settled = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     workloads.decode(model, cache, token, decode_steps)
-    decode_peak = torch.cuda.max_memory_allocated(device) - base
-    return MemoryPoint(prefill_peak, decode_peak, context_cache_bytes, CUDA_METHOD)
+    peak = torch.cuda.max_memory_allocated(device)
+    return MemoryPoint(PrefillMemory(prefill_peak, cache_size, os.getpid()),
+                       DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid()),
+                       CUDA_METHOD)
 
 
-def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
-           results: multiprocessing.Queue) -> None:
+def _child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
+           prefill_chunk: int | None, results: multiprocessing.Queue) -> None:
     try:
         build, args, kwargs = rebuild
         handle = build(*args, **kwargs)
         model = handle.model
         ids = workloads.context_ids(model.config.vocab_size, batch_size, length, seed, handle.device)
         torch.set_grad_enabled(False)
+        measure.release_free_memory()
         base = measure.rss_bytes()
         measure.reset_peak_rss()
-        cache, token = workloads.prefill(model, ids)
-        prefill_peak = measure.peak_rss_bytes() - base
-        context_cache_bytes = workloads.cache_size(cache)
+        cache, token = workloads.prefill(model, ids, prefill_chunk)
+        if phase == "prefill":
+            results.put(("ok", PrefillMemory(measure.peak_rss_bytes() - base, workloads.cache_size(cache),
+                                             os.getpid())))
+            return
+        measure.release_free_memory()
+        settled = measure.rss_bytes()
         measure.reset_peak_rss()
         workloads.decode(model, cache, token, decode_steps)
-        decode_peak = measure.peak_rss_bytes() - base
-        results.put(("ok", MemoryPoint(prefill_peak, decode_peak, context_cache_bytes, CPU_METHOD)))
+        peak = measure.peak_rss_bytes()
+        residue = settled - base - workloads.cache_size(cache)
+        results.put(("ok", DecodeMemory(peak - base, peak - settled, residue, os.getpid())))
     except BaseException as error:  # report every failure to the parent, including MemoryError
         status = "oom" if measure.is_out_of_memory(error) else "error"
         results.put((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
 
 
 def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_steps: int, seed: int,
-                     timeout_s: float) -> MemoryPoint:
-    """Run one CPU point in a fresh spawned process; raises PointSkipped on OOM or timeout.
+                     timeout_s: float, prefill_chunk: int | None = None) -> MemoryPoint:
+    """Run one CPU point as two fresh spawned processes (prefill, then decode); raises PointSkipped on OOM or timeout.
 
     ``rebuild`` is a handle's (function, args, kwargs): called in the child, it must return a
-    ModelHandle, so the function must be importable and its arguments picklable.
+    ModelHandle, so the function must be importable and its arguments picklable. ``timeout_s``
+    bounds each child.
     """
+    phases = [_run_child(phase, rebuild, length, batch_size, decode_steps, seed, prefill_chunk, timeout_s)
+              for phase in ("prefill", "decode")]
+    return MemoryPoint(*phases, CPU_METHOD)
+
+
+def _run_child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
+               prefill_chunk: int | None, timeout_s: float):
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
-    process = context.Process(target=_child, args=(rebuild, length, batch_size, decode_steps, seed, results))
+    process = context.Process(target=_child, args=(phase, rebuild, length, batch_size, decode_steps, seed,
+                                                   prefill_chunk, results))
     process.start()
     deadline = time.monotonic() + timeout_s
     try:
@@ -92,8 +131,8 @@ def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_ste
     if status == "ok":
         return payload
     if status in ("oom", "timeout"):
-        raise measure.PointSkipped(status, str(payload))
-    raise RuntimeError(f"memory measurement failed in the child process: {payload}")
+        raise measure.PointSkipped(status, f"{phase}: {payload}")
+    raise RuntimeError(f"memory measurement ({phase}) failed in the child process: {payload}")
 
 
 def _wait_for_result(process, results: multiprocessing.Queue, deadline: float) -> tuple[str, Any]:

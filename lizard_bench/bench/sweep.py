@@ -18,6 +18,7 @@ QUANTITIES = {
     "latency_s": "s",
     "peak_memory_bytes": "bytes",
     "decode_peak_memory_bytes": "bytes",
+    "decode_growth_bytes": "bytes",
     "cache_bytes": "bytes",
 }
 

@@ -4,6 +4,8 @@ Both go through the model's normal forward with a transformers cache, exactly as
 ``generate()`` runs them: a growing key/value cache for softmax layers, the constant-size
 state for linearized ones. Only the last position's logits are computed during prefill
 (as ``generate()`` does), so the LM head's L × vocabulary matrix does not dominate memory.
+A linearized model prefills in chunks (``linearize/prefill.py``), as its ``generate()`` does;
+a softmax model in one shot, its usual path.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from lizard_bench.linearize import cache_bytes
+from lizard_bench.linearize import cache_bytes, lizard_modules
+from lizard_bench.linearize.prefill import prefill_in_chunks
 
 
 def context_ids(vocab_size: int, batch_size: int, length: int, seed: int, device: torch.device) -> torch.Tensor:
@@ -21,11 +24,19 @@ def context_ids(vocab_size: int, batch_size: int, length: int, seed: int, device
     return torch.randint(low, vocab_size, (batch_size, length), generator=generator).to(device)
 
 
+def prefill_chunk_for(model: torch.nn.Module, requested: int | None) -> int | None:
+    """The chunk size ``model`` prefills with: ``requested`` if it has linearized layers, else None (one shot)."""
+    return requested if lizard_modules(model) else None
+
+
 @torch.no_grad()
-def prefill(model: torch.nn.Module, ids: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
-    """Run the context through the model; returns the cache and the next greedy token [B, 1]."""
-    cache = DynamicCache()
-    logits = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits
+def prefill(model: torch.nn.Module, ids: torch.Tensor,
+            chunk_size: int | None = None) -> tuple[DynamicCache, torch.Tensor]:
+    """Run the context through the model, ``chunk_size`` tokens at a time (None: one shot).
+
+    Returns the cache and the next greedy token [B, 1].
+    """
+    cache, logits = prefill_in_chunks(model, ids, chunk_size)
     return cache, logits[:, -1:].argmax(dim=-1)
 
 

@@ -110,15 +110,17 @@ def gated_linear_attention_step(
     *,
     eps: float = 1e-6,
     normalize: bool = True,
+    in_place: bool = False,
 ) -> tuple[torch.Tensor, GLAState]:
     """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
 
     A step is a few small matrix products whatever the device, so it has one
-    implementation (the PyTorch one); the state stays float32.
+    implementation (the PyTorch one); the state stays float32. ``in_place`` writes the new
+    state into ``state``'s own tensors (no allocation per token; not for autograd).
     """
     from lizard_bench.kernels.torch_backend import gated_linear_attention_step as step
 
-    return step(q, k, v, log_gate, state, eps=eps, normalize=normalize)
+    return step(q, k, v, log_gate, state, eps=eps, normalize=normalize, in_place=in_place)
 
 
 def _check_softmax_inputs(q, k, v, window, sink_logits, key_mask=None) -> None:

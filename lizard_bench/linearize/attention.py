@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lizard_bench.kernels import gated_linear_attention, softmax_attention
+from lizard_bench.kernels import gated_linear_attention, gated_linear_attention_step, softmax_attention
 from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer
 from lizard_bench.linearize.config import LinearizeConfig
 from lizard_bench.linearize.feature_maps import HedgehogFeatureMap
@@ -212,6 +212,14 @@ class LizardAttention(nn.Module):
         features_k = self.feature_k(k)
         if real is not None:
             features_k = features_k.masked_fill(~real[..., None, None], 0.0)
+        if state is not None and state.gla is not None and q.shape[1] == 1 and not torch.is_grad_enabled():
+            # a decode step: the recurrence itself, updating the held state in place (no chunk machinery,
+            # no new state per token); a pad token has zero features and log-gate 0, so it changes nothing
+            out, state.gla = gated_linear_attention_step(
+                self.feature_q(q)[:, 0].to(dtype), features_k[:, 0].to(dtype), v[:, 0], log_gate[:, 0], state.gla,
+                eps=self.config.eps, normalize=normalize, in_place=True,
+            )
+            return out.unsqueeze(1)
         out, final = gated_linear_attention(
             self.feature_q(q).to(dtype), features_k.to(dtype), v, log_gate,
             initial_state=state.gla if state is not None else initial,
@@ -235,7 +243,7 @@ class LizardAttention(nn.Module):
         anchors = self._anchors(k, v, state, real) if self.config.num_anchors else None
         key_real = real
         if state is not None:
-            (k, v), key_real = state.extend_padded(("k", "v"), (k, v), keep, real, group="kv")
+            (k, v), key_real = state.extend_window(("k", "v"), (k, v), keep, real, group="kv")
         sinks = getattr(self, "sink_logits", None)
         result = softmax_attention(q, k, v, causal=True, window=self.config.window, sink_logits=sinks,
                                    backend=self.kernel_backend, return_lse=return_lse or anchors is not None,

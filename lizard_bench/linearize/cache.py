@@ -22,7 +22,9 @@ class LizardCacheLayer(DynamicLayer):
     and ``gla`` the linear branch's state; ``seen`` counts every token processed, which is
     what transformers asks for as the sequence length. Once a batch has had padding, the
     buffers are kept with each row's pads first and a mask of which rows are real tokens
-    (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens.
+    (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens. While decoding, the
+    window's buffers are a ring written in place (``rings``, see :meth:`extend_window`);
+    :meth:`window_state` reads them in token order.
     """
 
     is_sliding = False
@@ -33,6 +35,8 @@ class LizardCacheLayer(DynamicLayer):
         self.seen = 0
         self.gla: GLAState | None = None
         self.buffers: dict[str, torch.Tensor] = {}
+        # groups of buffers held as rings while decoding (see extend_window): group -> (names, oldest slot)
+        self.rings: dict[str, tuple[tuple[str, ...], int]] = {}
 
     def get_seq_length(self) -> int:
         return self.seen
@@ -47,6 +51,7 @@ class LizardCacheLayer(DynamicLayer):
         self.seen = 0
         self.gla = None
         self.buffers = {}
+        self.rings = {}
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("a recurrent state cannot be cropped (assisted decoding is not supported)")
@@ -71,6 +76,11 @@ class LizardCacheLayer(DynamicLayer):
         if self.gla is not None:
             tensors += [self.gla.S, self.gla.z]
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def window_state(self) -> dict[str, torch.Tensor]:
+        """The buffers (window, anchors, their masks), each in token order: what the next tokens read."""
+        self._unroll()
+        return dict(self.buffers)
 
     def real_seen(self, batch: int, device: torch.device) -> torch.Tensor:
         """Real tokens processed so far in each row ([B] long): ``seen`` until padding has been met."""
@@ -98,6 +108,7 @@ class LizardCacheLayer(DynamicLayer):
         so a window over the last rows spans real tokens only; the last ``keep`` rows and their
         mask (``<group>_real``) are kept.
         """
+        self._unroll(group)
         key = f"{group}_real"
         held_real = self.buffers.get(key)
         if real is None and held_real is None:
@@ -123,8 +134,48 @@ class LizardCacheLayer(DynamicLayer):
         self.buffers[key] = joined_real[:, start:]
         return joined, joined_real
 
+    def extend_window(
+        self, names: tuple[str, ...], new: tuple[torch.Tensor, ...], keep: int, real: torch.Tensor | None,
+        group: str,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """:meth:`extend_padded` for a window that reads its keys in any order; a decode step is written in place.
+
+        Why: a single query attends to every buffered key, so their order does not matter, and
+        decoding need not copy the whole window per token. Once the buffer is full, a token
+        without padding (now or before) and outside autograd goes into a ring of ``keep + 1``
+        slots over the oldest key, and the ring is returned as it lies. Anything else
+        (prefill chunks, padding) goes through :meth:`extend_padded`, which first puts a ring
+        back in token order.
+        """
+        held = self.buffers.get(names[0])
+        ring = self.rings.get(group)
+        single = new[0].shape[1] == 1 and real is None and f"{group}_real" not in self.buffers
+        if not single or torch.is_grad_enabled() or (ring is None and (held is None or held.shape[1] < keep)):
+            return self.extend_padded(names, new, keep, real, group)
+        if ring is None:  # the first step on a full buffer: the ring starts as buffer + new, oldest first
+            for name, tensor in zip(names, new, strict=True):
+                self.buffers[name] = torch.cat([self.buffers[name], tensor], dim=1)
+            self.rings[group] = (names, 0)
+        else:
+            oldest = ring[1]
+            for name, tensor in zip(names, new, strict=True):
+                self.buffers[name][:, oldest].copy_(tensor[:, 0])
+            self.rings[group] = (names, (oldest + 1) % self.buffers[names[0]].shape[1])
+        return [self.buffers[name] for name in names], None
+
+    def _unroll(self, group: str | None = None) -> None:
+        """Put ring buffers (of ``group``, or all) back in token order, without their oldest slot (in no window now)."""
+        for ring_group in [group] if group is not None else list(self.rings):
+            names, oldest = self.rings.pop(ring_group, ((), 0))
+            for name in names:
+                ring = self.buffers[name]
+                self.buffers[name] = torch.roll(ring, -(oldest + 1), dims=1)[:, : ring.shape[1] - 1]
+
     def extend(self, name: str, new: torch.Tensor, keep: int) -> torch.Tensor:
         """Return the buffered ``name`` tensor followed by ``new`` ([B, T, ...]), and keep its last ``keep`` rows."""
+        for group, (names, _) in list(self.rings.items()):
+            if name in names:
+                self._unroll(group)
         previous = self.buffers.get(name)
         joined = new if previous is None else torch.cat([previous, new], dim=1)
         self.buffers[name] = joined[:, joined.shape[1] - min(keep, joined.shape[1]) :].detach()

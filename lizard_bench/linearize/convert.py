@@ -20,6 +20,7 @@ from lizard_bench.linearize.layers import (
     install_lizard_attention,
 )
 from lizard_bench.linearize.modeling import adopt_lizard_classes
+from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -37,7 +38,9 @@ def linearize(
     """Replace every attention module of ``model`` (except ``softmax_layers``) in place; returns the config.
 
     The teacher's weights are frozen; only the new modules' parameters are trainable. Options
-    are :class:`LinearizeConfig` fields (``window=64``, ``softmax_layers=[0, 5]``, ...).
+    are :class:`LinearizeConfig` fields (``window=64``, ``softmax_layers=[0, 5]``, ...). ``generate()``
+    then prefills in chunks of ``DEFAULT_PREFILL_CHUNK`` tokens (``linearize/prefill.py``) unless the
+    model's generation config already sets ``prefill_chunk_size``.
     """
     config = method_config(method, **options)
     check_linearizable(model, config)  # refuse before changing anything
@@ -46,6 +49,11 @@ def linearize(
     install_lizard_attention(model, config, kernel_backend=kernel_backend)
     model.config.lizard = config.to_dict()  # what rebuilds these layers from a saved directory
     adopt_lizard_classes(model)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and generation.prefill_chunk_size is None:
+        # generate() then takes a long prompt through the constant-size state in chunks (flat memory,
+        # same tokens); prompts up to one chunk run exactly as before
+        generation.prefill_chunk_size = DEFAULT_PREFILL_CHUNK
     return config
 
 

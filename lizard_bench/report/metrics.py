@@ -50,6 +50,7 @@ QUANTITY_LABELS: dict[str, str] = {
     "time_s": "time (s)",
     "peak_memory_bytes": "prefill peak memory (MiB)",
     "decode_peak_memory_bytes": "decode peak memory (MiB)",
+    "decode_growth_bytes": "decode growth (MiB)",
     "cache_bytes": "cache (MiB)",
 }
 

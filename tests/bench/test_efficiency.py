@@ -35,6 +35,7 @@ def test_prefill_and_decode_records_are_well_formed(tmp_path, model_dir):
             assert record.status == "ok" and record.value > 0
             assert record.details["context_length"] == length
             assert record.details["kernel_backend"] == "torch"
+            assert record.details["prefill_chunk"] is None, "a softmax model prefills in one shot"
     rate = records[("prefill", "tokens_per_s@32")]
     assert rate.details["min"] <= rate.value <= rate.details["max"]
     assert records[("decode", "cache_bytes@64")].value == 4 * records[("decode", "cache_bytes@16")].value, (
@@ -45,10 +46,10 @@ def test_prefill_and_decode_records_are_well_formed(tmp_path, model_dir):
 def test_injected_out_of_memory_is_recorded_and_the_sweep_finishes(tmp_path, model_dir, monkeypatch):
     real_prefill = workloads.prefill
 
-    def prefill_that_fails_at_32(model, ids):
+    def prefill_that_fails_at_32(model, ids, chunk_size=None):
         if ids.shape[1] == 32:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-        return real_prefill(model, ids)
+        return real_prefill(model, ids, chunk_size)
 
     monkeypatch.setattr(workloads, "prefill", prefill_that_fails_at_32)
     records = run_suite(efficiency_suite(tmp_path, model_dir, ["prefill"])).records
@@ -63,9 +64,9 @@ def test_timeout_marks_the_point_and_longer_ones(tmp_path, model_dir, monkeypatc
     real_prefill = workloads.prefill
     clock = {"now": 0.0}
 
-    def slow_at_32(model, ids):
+    def slow_at_32(model, ids, chunk_size=None):
         clock["now"] += 1000.0 if ids.shape[1] >= 32 else 0.001
-        return real_prefill(model, ids)
+        return real_prefill(model, ids, chunk_size)
 
     monkeypatch.setattr(workloads, "prefill", slow_at_32)
     monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["now"])
@@ -82,4 +83,8 @@ def test_cpu_memory_probe_runs_in_a_child_process(tmp_path, model_dir):
         assert peak.status == "ok", peak.reason
         assert peak.value >= 0 and "VmHWM" in peak.details["method"]
         assert values[f"cache_bytes@{length}"].value > 0
+        decode = values[f"decode_peak_memory_bytes@{length}"]
+        growth = values[f"decode_growth_bytes@{length}"]
+        assert decode.status == growth.status == "ok" and 0 <= growth.value
+        assert "prefill_residue_bytes" in decode.details and decode.details["decode_tokens"] == 4
     assert values["cache_bytes@256"].value == 16 * values["cache_bytes@16"].value

@@ -66,6 +66,9 @@ def gla_inputs(seed, T, B=2, H=3, K=32, V=16, gates=(-10.0, -1e-3), state=True, 
 SOFTMAX_CASES = {
     # name: (T, S, window, sinks, causal, Hkv)
     "decode-window": (1, 200, 32, True, True, 2),
+    "decode-full-window": (1, 32, 32, True, True, 2),  # a ring buffer: every held key is in the window
+    "decode-window-no-sinks": (1, 40, 16, False, True, 2),
+    "decode-sinks-no-window": (1, 50, None, True, True, 4),
     "T<window": (63, 63, 128, True, True, 2),
     "several-blocks": (130, 130, 32, True, True, 2),
     "long": (1000, 1000, 128, True, True, 2),
@@ -252,22 +255,27 @@ def test_gla_prefill_in_pieces_equals_one_shot():
     torch.testing.assert_close(state.z, whole_state.z, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-state", "in-place"])
 @pytest.mark.parametrize("prefix", [0, 37], ids=["steps-only", "prefill-then-steps"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no-state", "state"])
-def test_gla_decode_steps_equal_prefill(prefix, with_state):
+def test_gla_decode_steps_equal_prefill(prefix, with_state, in_place):
     """A prefill of ``prefix`` tokens, then one step per token, reproduces a 70-token prefill."""
     q, k, v, log_gate, initial = gla_inputs(41, 70, state=with_state)
     whole, whole_state = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
                                                    eps=1e-6)
     B, _, H, K = q.shape
-    state = initial or GLAState(S=torch.zeros(B, H, K, v.shape[-1]), z=torch.zeros(B, H, K))
+    state = (GLAState(S=initial.S.clone(), z=initial.z.clone()) if initial
+             else GLAState(S=torch.zeros(B, H, K, v.shape[-1]), z=torch.zeros(B, H, K)))
     outputs = []
     if prefix:
         first, state = tb.gated_linear_attention(q[:, :prefix], k[:, :prefix], v[:, :prefix], log_gate[:, :prefix],
                                                  initial_state=initial, output_final_state=True, eps=1e-6)
         outputs.append(first)
     for t in range(prefix, 70):
-        o, state = tb.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state, eps=1e-6)
+        held = state
+        o, state = tb.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state, eps=1e-6,
+                                                  in_place=in_place)
+        assert (state.S is held.S) == in_place
         outputs.append(o.unsqueeze(1))
     torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(state.S, whole_state.S, atol=1e-5, rtol=1e-5)
@@ -479,7 +487,8 @@ def test_public_api_passes_normalize_through():
 
 # --------------------------------------------------------------------------- padded keys
 
-KEY_MASK_CASES = ["decode-window", "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
+KEY_MASK_CASES = ["decode-window", "decode-full-window", "decode-sinks-no-window",
+                  "T<window", "several-blocks", "long", "T<S-small-window", "T<S-short-history",
                   "window>=S", "teacher-sdpa", "teacher-sdpa-T<S", "teacher-sdpa-decode", "causal-sinks-dense",
                   "non-causal-window-sinks"]
 

@@ -161,17 +161,23 @@ def gated_linear_attention_step(
     *,
     eps: float = 1e-6,
     normalize: bool = True,
+    in_place: bool = False,
 ) -> tuple[torch.Tensor, GLAState]:
     """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
 
     The state keeps its dtype (float32, or float64 when it came from float64 inputs);
-    ``normalize=False`` returns the numerator q_iᵀ S_i alone.
+    ``normalize=False`` returns the numerator q_iᵀ S_i alone. ``in_place`` updates ``state``'s
+    tensors themselves (and returns them): a decode loop then allocates no [B, H, K, V] state per token.
     """
     acc = state.S.dtype
     qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
     gamma = log_gate.to(acc).exp()  # [B, H]
-    S = torch.addcmul(kf.unsqueeze(-1) * vf.unsqueeze(-2), gamma[..., None, None], state.S)  # [B, H, K, V]
-    z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
+    if in_place:
+        S = state.S.mul_(gamma[..., None, None]).addcmul_(kf.unsqueeze(-1), vf.unsqueeze(-2))
+        z = state.z.mul_(gamma[..., None]).add_(kf)
+    else:
+        S = torch.addcmul(kf.unsqueeze(-1) * vf.unsqueeze(-2), gamma[..., None, None], state.S)  # [B, H, K, V]
+        z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
     num = torch.matmul(qf.unsqueeze(-2), S).squeeze(-2)  # [B, H, V]
     if not normalize:
         return num.to(q.dtype), GLAState(S=S, z=z)

@@ -3,6 +3,7 @@
 One entry point routes each case to the cheapest exact computation:
 
 - no window, no sinks: ``scaled_dot_product_attention`` (the teacher's own fused kernel);
+- one causal query (a decode step) with a window or sinks: two small products (``_one_query``);
 - causal with a window narrower than the keys: the banded computation of ``window.py``,
   O(T·w) time and memory;
 - anything else (sinks without a window, non-causal with a window): a dense masked
@@ -50,6 +51,9 @@ def softmax_attention(
         window = None  # every key is already inside the window: i - w < 0 <= j
     if window is None and sink_logits is None and not return_lse:
         return _sdpa(q, k, v, causal=causal, scale=scale, key_mask=key_mask)
+    if T == 1 and causal:
+        return _one_query(q, k, v, window=window, sinks=sink_logits, scale=scale, return_lse=return_lse,
+                          key_mask=key_mask)
     if causal and window is not None:
         if T <= window:
             # One block of queries: only the last T + w - 1 keys are visible to any of them.
@@ -88,6 +92,43 @@ def _sdpa(
         enable_gqa=H != Hkv,
     )
     return out.transpose(1, 2)
+
+
+def _one_query(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    window: int | None,
+    sinks: torch.Tensor | None,
+    scale: float,
+    return_lse: bool,
+    key_mask: torch.Tensor | None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """One causal query (a decode step) against the last ``window`` keys (all if None), with sinks.
+
+    Why: a decode step is one query per head, so its arithmetic is two small products; the dense
+    path's per-block masks, padded value copy and concatenations cost more than that arithmetic,
+    and decoding pays them in every layer for every token. Every kept key is visible, so their
+    order does not matter (the window may be a ring buffer). The sinks enter the normaliser
+    only: lse = log(Σ_j e^{s_j} + Σ_r e^{t_r}).
+    """
+    B, _, H, D = q.shape
+    S, Hkv, Dv = k.shape[1], k.shape[2], v.shape[-1]
+    if window is not None and window < S:
+        k, v = k[:, S - window :], v[:, S - window :]
+        key_mask = None if key_mask is None else key_mask[:, S - window :]
+    acc = accumulation_dtype(q.dtype)
+    rows = q.reshape(B, Hkv, H // Hkv, D).to(acc)  # query head h reads KV head h // G
+    scores = torch.matmul(rows, k.to(acc).permute(0, 2, 3, 1)).mul_(scale)  # [B, Hkv, G, S]
+    if key_mask is not None:
+        scores = scores.add_(key_bias(key_mask, acc).view(B, 1, 1, -1))
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # [B, Hkv, G, 1]
+    if sinks is not None:
+        lse = torch.logaddexp(lse, torch.logsumexp(sinks.to(acc), dim=-1).view(1, Hkv, -1, 1))
+    out = torch.matmul(torch.exp(scores - lse), v.to(acc).permute(0, 2, 1, 3))  # [B, Hkv, G, Dv]
+    out = out.reshape(B, 1, H, Dv).to(q.dtype)
+    return (out, lse.reshape(B, 1, H)) if return_lse else out
 
 
 def _dense(

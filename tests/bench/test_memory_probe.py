@@ -1,0 +1,42 @@
+"""The CPU memory probe: a fresh child process per point and phase, and decode numbers free of prefill residue."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from lizard_bench.bench import memory, workloads
+from tests.bench.memory_models import tiny_handle
+from tests.tiny_models import linearized_tiny_llama, tiny_llama
+
+MIB = 1024 * 1024
+
+
+def test_each_point_and_phase_runs_in_its_own_process_and_decode_excludes_prefill_residue():
+    rebuild = (tiny_handle, ("lizard",), {"residue_mib": 96})
+    points = [memory.measure_in_child(rebuild, length=length, batch_size=1, decode_steps=4, seed=0, timeout_s=300,
+                                      prefill_chunk=64)
+              for length in (160, 320)]  # past the window (128): the cache is full
+    processes = [p.prefill.process for p in points] + [p.decode.process for p in points]
+    assert len(set(processes)) == 4 and os.getpid() not in processes
+    for point in points:
+        assert point.prefill.peak_bytes > 90 * MIB, "the prefill's temporaries count in its own peak"
+        assert point.decode.growth_bytes < 16 * MIB, "decoding a tiny model needs next to nothing"
+        assert point.decode.peak_bytes < 16 * MIB + point.prefill.cache_bytes, "the prefill's residue is not decode's"
+        assert point.prefill.cache_bytes == points[0].prefill.cache_bytes > 0, "a linearized cache is constant"
+
+
+def test_prefill_chunk_applies_to_linearized_models_only():
+    assert workloads.prefill_chunk_for(linearized_tiny_llama("lizard"), 16) == 16
+    assert workloads.prefill_chunk_for(tiny_llama(), 16) is None
+
+
+def test_chunked_prefill_workload_continues_like_one_shot():
+    model = linearized_tiny_llama("lizard", window=5)
+    ids = workloads.context_ids(model.config.vocab_size, 2, 37, 0, torch.device("cpu"))
+    one_shot_cache, one_shot = workloads.prefill(model, ids)
+    cache, token = workloads.prefill(model, ids, 8)
+    assert torch.equal(token, one_shot)
+    assert workloads.cache_size(cache) == workloads.cache_size(one_shot_cache)
+    assert torch.equal(workloads.decode(model, cache, token, 3), workloads.decode(model, one_shot_cache, one_shot, 3))
