@@ -97,7 +97,8 @@ class Prefill(EfficiencyTask):
                 "latency_s": (timing.median_s, {"min": timing.min_s, "max": timing.max_s, "repeats": timing.repeats}),
             }
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
+                     desc=f"{self.name} {handle.model_name}/{handle.variant}")
 
 
 @register_task
@@ -124,7 +125,8 @@ class Decode(EfficiencyTask):
                 "cache_bytes": (size, {}),
             }
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
+                     desc=f"{self.name} {handle.model_name}/{handle.variant}")
 
 
 @register_task
@@ -163,4 +165,5 @@ class Memory(EfficiencyTask):
                 "cache_bytes": (result.prefill.cache_bytes, {}),
             }
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings))
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
+                     desc=f"{self.name} {handle.model_name}/{handle.variant}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tqdm.auto import tqdm
+
 from lizard_bench.bench.measure import PointSkipped
 from lizard_bench.tasks import MetricValue
 
@@ -28,11 +30,15 @@ def sweep(
     quantities: list[str],
     measure_point: Callable[[int], dict[str, tuple[float, dict]]],
     shared_details: dict,
+    desc: str = "sweep",
 ) -> list[MetricValue]:
-    """Call ``measure_point(length)`` -> {quantity: (value, details)} for each length, in increasing order."""
+    """Call ``measure_point(length)`` -> {quantity: (value, details)} for each length, in increasing order.
+
+    A progress bar (``desc``) counts the lengths: a long point at 8K can take minutes on a CPU.
+    """
     values: list[MetricValue] = []
     timed_out_at: int | None = None
-    for length in sorted(lengths):
+    for length in tqdm(sorted(lengths), desc=desc, unit="len"):
         details = {**shared_details, "context_length": length}
         if timed_out_at is not None:
             reason = f"skipped: context {timed_out_at} already exceeded the time budget"
