@@ -104,7 +104,7 @@ def shipped_suites() -> dict[str, str]:
     suites = {}
     for path in sorted(folder.glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
-        if "\nstage1:" in text or text.startswith("stage1:"):  # a training recipe, not a suite
+        if "stage1" in (yaml.safe_load(text) or {}):  # a training recipe, not a suite
             continue
         header = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "")
         suites[path.stem] = header
@@ -123,19 +123,13 @@ def resolve_suite(name_or_path: str | Path) -> Path:
                       f"{', '.join(shipped_suites())})")
 
 
-def load_recipe(name_or_path: str) -> dict[str, Any]:
-    """A training recipe YAML (a shipped name such as ``train_paper`` or a path) as a mapping."""
+def recipe_path(name_or_path: str) -> Path:
+    """A training recipe file: a path, or the name of a shipped one (``train_paper``)."""
     path = Path(name_or_path).expanduser()
     found = path if path.is_file() else shipped_config(name_or_path)
     if found is None:
         raise ConfigError(f"training_recipe {name_or_path!r}: no such file or shipped recipe (train_cpu, train_paper)")
-    try:
-        data = yaml.safe_load(found.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{found}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{found}: a training recipe must be a mapping of settings")
-    return data
+    return found
 
 
 def merge_settings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

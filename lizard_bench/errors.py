@@ -13,6 +13,12 @@ class InputError(Exception):
     """Something the user passed (a flag, a file, a setting) is wrong; the message says how to fix it."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type): what a one-line error quotes of a library's."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UnknownNameError(InputError, KeyError):
     """A task, variant or model name that is not known; a KeyError too, for code that looks names up."""
 

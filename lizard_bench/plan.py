@@ -56,6 +56,7 @@ class Plan:
     checkpoints: list[tuple[str, str, Path | None]] = field(default_factory=list)  # model, variant, found folder
     training: list[str] = field(default_factory=list)
     corpora: list[str] = field(default_factory=list)
+    training_tokens: int = 0  # per linearized variant trained, both stages
     estimate: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -136,6 +137,7 @@ def _plan_training(plan: Plan, config: SuiteConfig, settings) -> None:
         stage = getattr(train, stage_name)
         steps = stage.optimizer_steps(train.seq_len)
         tokens = steps * train.seq_len * stage.batch_size * stage.grad_accum
+        plan.training_tokens += tokens
         plan.training.append(f"{stage_name}: {steps} optimizer steps x {train.seq_len} tokens x "
                              f"{stage.batch_size * stage.grad_accum} = {_count(tokens)} tokens per variant "
                              f"(corpus {train.corpus})")
@@ -159,6 +161,7 @@ def find_checkpoint(results_dir: Path, model: str, spec, train) -> Path | None:
 
 def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) -> None:
     rates = RATES["cuda" if settings.device.type == "cuda" else "cpu"]
+    tasks = {task.name: task for task in settings.tasks}
     total = 0.0
     for model in config.models:
         size = facts[model].parameters if model in facts and facts[model].parameters else None
@@ -167,15 +170,9 @@ def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) 
         if size is None:
             plan.estimate.append(f"{model}: size unknown, no estimate")
             continue
-        seconds = 0.0
-        if settings.train is not None:
-            train = settings.train
-            tokens = sum(getattr(train, s).optimizer_steps(train.seq_len) * train.seq_len
-                         * getattr(train, s).batch_size * getattr(train, s).grad_accum for s in ("stage1", "stage2"))
-            to_train = [1 for name, _, found in plan.checkpoints if name == model and found is None]
-            seconds += len(to_train) * tokens * size / rates["train"]
-        scored = sum(_task_tokens(config, task) for unit in plan.units if unit.model == model
-                     for task in settings.tasks if task.name == unit.task)
+        to_train = sum(name == model and found is None for name, _, found in plan.checkpoints)
+        seconds = to_train * plan.training_tokens * size / rates["train"]
+        scored = sum(_task_tokens(config, tasks[unit.task]) for unit in plan.units if unit.model == model)
         seconds += scored * size / rates["score"]
         total += seconds
         plan.estimate.append(f"{model}: ~{_duration(seconds)} ({_count(size)} parameters"

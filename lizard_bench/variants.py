@@ -59,10 +59,10 @@ def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
 def training_config(config: SuiteConfig):
     """The suite's training recipe: TrainConfig defaults (the CPU budget), then ``training_recipe``'s file,
     then ``training`` applied."""
-    from lizard_bench.config import load_recipe, merge_settings
-    from lizard_bench.linearize.training.config import TrainConfig
+    from lizard_bench.config import merge_settings, recipe_path
+    from lizard_bench.linearize.training.config import TrainConfig, read_recipe
 
-    base = load_recipe(config.training_recipe) if config.training_recipe else {}
+    base = read_recipe(recipe_path(config.training_recipe)) if config.training_recipe else {}
     where = f"training (recipe {config.training_recipe} + the suite's 'training')" if base else \
         "suite 'training' section"
     return TrainConfig.from_dict(merge_settings(base, config.training), where=where)

@@ -62,12 +62,9 @@ class Passkey(Task):
 
     def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
-            "lengths": check.int_list(options, self.name, "lengths"),
-            "depths": check.fraction_list(options, self.name, "depths"),
-            "trials": check.positive_int(options, self.name, "trials"),
+            **_grid_options(self.name, options),
             "key_tokens": check.int_range(options, self.name, "key_tokens"),
             "filler": check.choice(options, self.name, "filler", ("repeat", "corpus")),
-            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
             "window": check.positive_int(options, self.name, "window", allow_none=True),
         }
 
@@ -106,12 +103,9 @@ class Needle(Task):
 
     def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {
-            "lengths": check.int_list(options, self.name, "lengths"),
-            "depths": check.fraction_list(options, self.name, "depths"),
-            "trials": check.positive_int(options, self.name, "trials"),
+            **_grid_options(self.name, options),
             "number_digits": check.positive_int(options, self.name, "number_digits"),
             "haystack_splits": check.choice_list(options, self.name, "haystack_splits", SPLITS),
-            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
         }
 
     def reads_corpus(self, options: dict[str, Any]) -> bool:
@@ -240,6 +234,16 @@ class LengthExtrapolation(Task):
             ))
         progress.close()
         return results
+
+
+def _grid_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options every length × depth retrieval probe takes, checked."""
+    return {
+        "lengths": check.int_list(options, task, "lengths"),
+        "depths": check.fraction_list(options, task, "depths"),
+        "trials": check.positive_int(options, task, "trials"),
+        "max_new_tokens": check.positive_int(options, task, "max_new_tokens"),
+    }
 
 
 def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[MetricValue]:

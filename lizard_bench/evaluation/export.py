@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lizard_bench.errors import InputError
+from lizard_bench.errors import InputError, first_line
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import EXPORT_MANIFEST
 from lizard_bench.evaluation.definitions import primary_definition
@@ -70,7 +70,7 @@ def export_task(spec: TaskSpec, out_dir: Path, *, with_fewshot: bool = False,
         except ExportError:
             raise
         except Exception as exc:  # datasets raises many types; the user needs the task, split and first line
-            raise ExportError(f"{spec.name}: could not export {source}: {_first_line(exc)}{_offline_hint()}") from None
+            raise ExportError(f"{spec.name}: could not export {source}: {first_line(exc)}{_offline_hint()}") from None
     manifest = {
         "task": spec.name,
         "dataset_path": dataset_path,
@@ -118,8 +118,3 @@ def _version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lizard_bench.errors import first_line
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import DataPlan, DataUnavailable
 from lizard_bench.evaluation.definitions import primary_definition, task_definitions
@@ -57,7 +58,7 @@ def evaluate_task(lm: LizardLM, spec: TaskSpec, plan: DataPlan, *, num_fewshot: 
         try:
             loaded = manager.load([generated.load_name])
         except ConnectionError as exc:  # the hub answered the probe but not the download
-            raise DataUnavailable(f"could not download {plan.location}: {_first_line(exc)}") from None
+            raise DataUnavailable(f"could not download {plan.location}: {first_line(exc)}") from None
         for task in loaded["tasks"].values():
             task.set_fewshot_seed(seed=seed)
         with bootstrap_in_process():
@@ -171,8 +172,3 @@ def bootstrap_in_process() -> Iterator[None]:
             os.environ.pop("DISABLE_MULTIPROC", None)
         else:
             os.environ["DISABLE_MULTIPROC"] = previous
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

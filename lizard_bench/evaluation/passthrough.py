@@ -15,6 +15,7 @@ import functools
 from typing import Any
 
 from lizard_bench.config import SuiteConfig
+from lizard_bench.errors import first_line
 from lizard_bench.evaluation.task import LM_EVAL_OPTIONS, lm_eval_options, lm_eval_suite_options
 from lizard_bench.probes import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
@@ -86,7 +87,7 @@ class LmEvalPassthrough(Task):
         try:
             loaded = task_manager(self.include_path).load([self.name])
         except (ConnectionError, OSError) as exc:  # offline without a cached copy, or a missing local file
-            raise TaskUnavailable(f"lm-eval could not load {self.name!r}: {_first_line(exc)}") from None
+            raise TaskUnavailable(f"lm-eval could not load {self.name!r}: {first_line(exc)}") from None
         for task in loaded["tasks"].values():
             if options["num_fewshot"] is not None:
                 task.set_config(key="num_fewshot", value=options["num_fewshot"])
@@ -126,8 +127,3 @@ def _direction(metric: str, directions: dict[str, Any]) -> str:
     if higher is None:
         higher = base not in LOWER_IS_BETTER
     return "higher" if higher else "lower"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lizard_bench.errors import InputError
+from lizard_bench.errors import InputError, first_line
 from lizard_bench.models.locate import EMBEDDED_MODELS, ModelNotFoundError, ModelSource
 
 # architectures whose learned position table is a hard limit on the sequence length
@@ -99,9 +99,8 @@ def _hub_facts(repo_id: str) -> ModelFacts:
     try:
         return _config_facts(_read_config(Path(hf_hub_download(repo_id, "config.json"))))
     except (HfHubHTTPError, OSError, ValueError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelNotFoundError(f"model {repo_id!r} is not a local path and the hub does not serve it: "
-                                 f"{first_line}") from None
+                                 f"{first_line(exc)}") from None
 
 
 def _check_weight_files(directory: Path) -> int | None:

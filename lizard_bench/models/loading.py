@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lizard_bench.errors import InputError
+from lizard_bench.errors import InputError, first_line
 from lizard_bench.models.inspect import ModelFileError
 from lizard_bench.models.locate import ModelNotFoundError, ModelSource, locate_model
 
@@ -82,16 +82,12 @@ def _loading_errors(name: str, source: ModelSource) -> Iterator[None]:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1 is set: download it on a connected machine first)" if offline else ""
         raise ModelNotFoundError(f"could not load model {name!r} from {source.location}{hint}: "
-                                 f"{_first_line(exc)}") from None
+                                 f"{first_line(exc)}") from None
     except (SafetensorError, ValueError, RuntimeError, EOFError, struct.error) as exc:
         if isinstance(exc, InputError):
             raise
         raise ModelFileError(f"model {name!r} from {source.location} has unreadable weights "
-                             f"({type(exc).__name__}: {_first_line(exc)}): re-save or re-download it") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                             f"({type(exc).__name__}: {first_line(exc)}): re-save or re-download it") from None
 
 
 def _forget_dequantized_gguf(model: PreTrainedModel) -> None:

@@ -14,9 +14,8 @@ import pytest
 import torch
 from transformers import DynamicCache, pipeline
 
-from lizard_bench.linearize import linearize, lizard_parameters
 from lizard_bench.models.kernel_attention import use_kernel_attention
-from tests.tiny_models import character_tokenizer, perturb, tiny_llama
+from tests.tiny_models import character_tokenizer, linearized_tiny_llama, tiny_llama
 
 WINDOW = 5
 VARIANTS = {
@@ -37,13 +36,11 @@ ATOL, RTOL = 1e-5, 1e-4
 
 def variant(name: str) -> torch.nn.Module:
     method, options = VARIANTS[name]
-    model = tiny_llama(seed=11)
     if method == "teacher":
+        model = tiny_llama(seed=11)
         use_kernel_attention(model, "torch")
         return model
-    linearize(model, method, window=WINDOW, **options)
-    perturb(lizard_parameters(model), seed=3)
-    return model.eval()
+    return linearized_tiny_llama(method, seed=11, window=WINDOW, **options)
 
 
 def sequences(seed: int = 0) -> list[list[int]]:

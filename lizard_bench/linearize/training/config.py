@@ -145,16 +145,21 @@ def fingerprint_hash(*parts: Any) -> str:
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read a training recipe YAML; unknown keys and wrong types are errors naming the file and key."""
+    return TrainConfig.from_dict(read_recipe(path), where=str(path))
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A training recipe YAML as a mapping, before a suite's ``training`` overrides are merged into it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
-    return TrainConfig.from_dict(data, where=str(path))
+    return data
 
 
 _NESTED = {"stage1": StageConfig, "stage2": StageConfig, "lora": LoraSettings}
