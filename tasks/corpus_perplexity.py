@@ -12,7 +12,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from lizard_bench.probes import mean_stderr, token_nll
+from lizard_bench.long_context import mean_stderr, token_nll
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, register_task
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from lizard_bench.bench import memory, workloads
-from lizard_bench.bench.measure import Timing, cpu_peak_memory_supported, timed
-from lizard_bench.bench.sweep import sweep
+from lizard_bench.efficiency import memory, workloads
+from lizard_bench.efficiency.measure import Timing, cpu_peak_memory_supported, timed
+from lizard_bench.efficiency.sweep import sweep
 from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
-from lizard_bench.probes import options as check
+from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 
 CPU_LENGTHS = [512, 2048, 8192]

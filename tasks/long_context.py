@@ -4,8 +4,8 @@ The paper's long-context claim is that Lizard keeps retrieving a passkey far pas
 training length while a LoLCATs-style hybrid fails beyond its window. These tasks measure
 that and its neighbours on any model, offline: prompts are built at exact token lengths
 (configurable up to 32K and beyond) from a seed, answered greedily one at a time, and
-scored by :mod:`lizard_bench.probes.scoring`. Prompt building and scoring live in
-:mod:`lizard_bench.probes`; this module only reads options and reports.
+scored by :mod:`lizard_bench.long_context.scoring`. Prompt building and scoring live in
+:mod:`lizard_bench.long_context`; this module only reads options and reports.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lizard_bench.data.corpus import CorpusError
-from lizard_bench.probes import (
+from lizard_bench.long_context import (
     Filler,
     Outcome,
     accuracy_by,
@@ -33,7 +33,7 @@ from lizard_bench.probes import (
     token_nll,
     trials_per_cell,
 )
-from lizard_bench.probes import options as check
+from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 
 SPLITS = ("heldout", "train")

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"models"},  # finding, checking and loading teachers; the kernel-routed teacher
     {"linearize"},  # the method: attention forms, conversion, training, checkpoints, model directories
     {"tasks"},  # the task plugin API
-    {"bench", "probes", "evaluation"},  # what tasks measure with: efficiency, long context, lm-eval
+    {"efficiency", "long_context", "evaluation"},  # what tasks measure with: efficiency, long context, lm-eval
     {"variants", "preflight", "plan", "runner", "train_suite", "export_command"},  # running suites
     {"report", "cli"},  # what users read and type
 ]

@@ -17,7 +17,7 @@ from typing import Any
 from lizard_bench.config import SuiteConfig
 from lizard_bench.errors import first_line
 from lizard_bench.evaluation.task import LM_EVAL_OPTIONS, lm_eval_options, lm_eval_suite_options
-from lizard_bench.probes import options as check
+from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 
 # lm-eval's defaults when a task's YAML lists no metrics (lm_eval.api.task: by output type)

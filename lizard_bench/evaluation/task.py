@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from lizard_bench.config import SuiteConfig
 from lizard_bench.evaluation.catalog import TaskSpec
 from lizard_bench.evaluation.data_sources import DataUnavailable, plan_data
-from lizard_bench.probes import options as check
-from lizard_bench.probes.options import OptionError
+from lizard_bench.long_context import options as check
+from lizard_bench.long_context.options import OptionError
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 
 # Suite YAML may set these under task_options.<task>; every lm-eval task accepts the same ones.

@@ -6,16 +6,16 @@ these builders (passkey, needle, associative recall) and to the windowed-NLL cod
 a seed, so prompts can be checked without a model.
 """
 
-from lizard_bench.probes.assoc_recall import assoc_recall_prompts
-from lizard_bench.probes.extrapolation import WindowPlan, plan_windows
-from lizard_bench.probes.generation import Outcome, answer_prompts, greedy_continuation
-from lizard_bench.probes.haystack import Filler, assemble, repeated_filler, text_filler
-from lizard_bench.probes.needle import needle_prompts
-from lizard_bench.probes.nll import token_nll
-from lizard_bench.probes.passkey import passkey_prompts
-from lizard_bench.probes.prompt import ProbePrompt, prompt_rng, trials_per_cell
-from lizard_bench.probes.scoring import exact_match, first_number
-from lizard_bench.probes.summary import accuracy_by, mean_stderr, point
+from lizard_bench.long_context.assoc_recall import assoc_recall_prompts
+from lizard_bench.long_context.extrapolation import WindowPlan, plan_windows
+from lizard_bench.long_context.generation import Outcome, answer_prompts, greedy_continuation
+from lizard_bench.long_context.haystack import Filler, assemble, repeated_filler, text_filler
+from lizard_bench.long_context.needle import needle_prompts
+from lizard_bench.long_context.nll import token_nll
+from lizard_bench.long_context.passkey import passkey_prompts
+from lizard_bench.long_context.prompt import ProbePrompt, prompt_rng, trials_per_cell
+from lizard_bench.long_context.scoring import exact_match, first_number
+from lizard_bench.long_context.summary import accuracy_by, mean_stderr, point
 
 __all__ = [
     "Filler",

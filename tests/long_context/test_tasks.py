@@ -9,12 +9,12 @@ import torch
 
 from lizard_bench.config import load_config
 from lizard_bench.linearize import linearize
-from lizard_bench.probes import plan_windows, token_nll
-from lizard_bench.probes.options import OptionError
+from lizard_bench.long_context import plan_windows, token_nll
+from lizard_bench.long_context.options import OptionError
 from lizard_bench.results import Record
 from lizard_bench.runner import run_suite
 from lizard_bench.tasks import get_task
-from tests.probes.helpers import (
+from tests.long_context.helpers import (
     AnsweringModel,
     fused_character_tokenizer,
     make_context,

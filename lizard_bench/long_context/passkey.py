@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from lizard_bench.probes.haystack import Filler, assemble
-from lizard_bench.probes.prompt import ProbePrompt, prompt_rng
-from lizard_bench.probes.tokens import digits_with_token_count, encode, leading_special_ids
+from lizard_bench.long_context.haystack import Filler, assemble
+from lizard_bench.long_context.prompt import ProbePrompt, prompt_rng
+from lizard_bench.long_context.tokens import digits_with_token_count, encode, leading_special_ids
 
 INSTRUCTION = "A pass key is hidden in the text below. Find it and remember it.\n"
 NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."

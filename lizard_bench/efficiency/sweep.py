@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from lizard_bench.bench.measure import PointSkipped
+from lizard_bench.efficiency.measure import PointSkipped
 from lizard_bench.tasks import MetricValue
 
 # quantity -> unit, for every metric the probes emit; a record's metric is "<quantity>@<length>"

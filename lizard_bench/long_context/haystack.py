@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from lizard_bench.probes.tokens import encode_many
+from lizard_bench.long_context.tokens import encode_many
 
 # The classic passkey filler: content-free sentences, so the only information in the
 # context is the passkey itself.

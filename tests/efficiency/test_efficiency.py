@@ -2,8 +2,8 @@
 
 import pytest
 
-from lizard_bench.bench import measure, workloads
 from lizard_bench.config import load_config
+from lizard_bench.efficiency import measure, workloads
 from lizard_bench.runner import run_suite
 from tests.tiny_models import save_tiny_llama
 

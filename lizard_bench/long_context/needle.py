@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from lizard_bench.probes.haystack import Filler, assemble
-from lizard_bench.probes.prompt import ProbePrompt, prompt_rng
-from lizard_bench.probes.tokens import encode, leading_special_ids, random_digits
+from lizard_bench.long_context.haystack import Filler, assemble
+from lizard_bench.long_context.prompt import ProbePrompt, prompt_rng
+from lizard_bench.long_context.tokens import encode, leading_special_ids, random_digits
 
 INSTRUCTION = "Somewhere in the following text is a special magic number. Memorize it.\n"
 NEEDLE = "The special magic number for {city} is {number}.\n"

@@ -10,8 +10,8 @@ from tokenizers import decoders
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.data.corpus import Corpus, Document
+from lizard_bench.long_context.tokens import encode
 from lizard_bench.models.loading import LoadedModel
-from lizard_bench.probes.tokens import encode
 from lizard_bench.tasks import ModelHandle, TaskContext
 from tests.tiny_models import character_tokenizer
 

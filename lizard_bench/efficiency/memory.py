@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lizard_bench.bench import measure, workloads
+from lizard_bench.efficiency import measure, workloads
 
 CPU_METHOD = ("child process per point and phase: Linux VmHWM after clear_refs, minus VmRSS after model load; "
               "decode measured after the prefill's freed memory is returned (malloc_trim)")

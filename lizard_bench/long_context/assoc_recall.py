@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from lizard_bench.probes.haystack import Filler, assemble
-from lizard_bench.probes.prompt import ProbePrompt, prompt_rng
-from lizard_bench.probes.tokens import encode, encode_many, leading_special_ids, random_digits
+from lizard_bench.long_context.haystack import Filler, assemble
+from lizard_bench.long_context.prompt import ProbePrompt, prompt_rng
+from lizard_bench.long_context.tokens import encode, encode_many, leading_special_ids, random_digits
 
 INSTRUCTION = "Remember the value of each key.\n"
 PAIR = "{key}: {value}\n"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from lizard_bench.probes.prompt import ProbePrompt
-from lizard_bench.probes.scoring import exact_match
+from lizard_bench.long_context.prompt import ProbePrompt
+from lizard_bench.long_context.scoring import exact_match
 from lizard_bench.tasks.api import ModelHandle
 
 

@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from lizard_bench.bench import memory, workloads
-from tests.bench.memory_models import tiny_handle
+from lizard_bench.efficiency import memory, workloads
+from tests.efficiency.memory_models import tiny_handle
 from tests.tiny_models import linearized_tiny_llama, tiny_llama
 
 MIB = 1024 * 1024

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lizard_bench.probes import (
+from lizard_bench.long_context import (
     assemble,
     assoc_recall_prompts,
     needle_prompts,
@@ -11,9 +11,9 @@ from lizard_bench.probes import (
     text_filler,
     trials_per_cell,
 )
-from lizard_bench.probes.prompt import prompt_rng
-from lizard_bench.probes.tokens import digits_with_token_count, encode
-from tests.probes.helpers import fixture_corpus, fused_character_tokenizer, needle_in, passkey_in, value_in
+from lizard_bench.long_context.prompt import prompt_rng
+from lizard_bench.long_context.tokens import digits_with_token_count, encode
+from tests.long_context.helpers import fixture_corpus, fused_character_tokenizer, needle_in, passkey_in, value_in
 
 TOKENIZER = fused_character_tokenizer()
 DEPTHS = [0.0, 0.5, 1.0]

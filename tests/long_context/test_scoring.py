@@ -2,7 +2,7 @@
 
 import pytest
 
-from lizard_bench.probes.scoring import exact_match, first_number
+from lizard_bench.long_context.scoring import exact_match, first_number
 
 
 @pytest.mark.parametrize("generated", ["71432", " 71432", "71432.", " 71432. Remember it.", "The pass key is 71432",

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lizard_bench.probes.generation import Outcome
+from lizard_bench.long_context.generation import Outcome
 from lizard_bench.tasks.api import MetricValue
 
 SCORING_RULE = "first run of digits in the greedy continuation equals the answer"
