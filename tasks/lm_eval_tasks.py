@@ -7,7 +7,7 @@ bridge to lm-eval (model wrapper, local data, generated configs) is ``lizard_ben
 from __future__ import annotations
 
 from lizard_bench.evaluation.catalog import TASK_SPECS
-from lizard_bench.evaluation.task import LmEvalTask, task_class
+from lizard_bench.evaluation.lm_eval_task import LmEvalTask, task_class
 from lizard_bench.tasks import register_task
 
 LM_EVAL_TASKS: dict[str, type[LmEvalTask]] = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lizard_bench.errors import UnknownNameError
 
-SHIPPED_TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+SHIPPED_TASKS_DIR = Path(__file__).resolve().parent / "shipped_yaml"
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class TaskSpec:
 
     name: str  # the lizard-bench task name, also lm-eval's task (or group) name
     suite: str  # glue | superglue | paper
-    definition: str  # lm-eval YAML relative to lm_eval/tasks, or 'shipped:<path>' under lm_eval_tasks/
+    definition: str  # lm-eval YAML relative to lm_eval/tasks, or 'shipped:<path>' under shipped_yaml/
     metrics: tuple[str, ...]  # every metric lm-eval reports for the task
     label: str
     paper_metric: str | None = None  # the metric the Lizard paper's Table 1 reports

@@ -139,7 +139,7 @@ def _group_details(evaluation: Evaluation, spec: TaskSpec, leaves: list[str]) ->
 
 def _definition_label(spec: TaskSpec) -> str:
     if spec.shipped:
-        return f"lizard_bench/evaluation/lm_eval_tasks/{spec.definition.removeprefix('shipped:')}"
+        return f"lizard_bench/evaluation/shipped_yaml/{spec.definition.removeprefix('shipped:')}"
     return f"lm_eval/tasks/{spec.definition}"
 
 

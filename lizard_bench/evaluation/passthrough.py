@@ -16,7 +16,7 @@ from typing import Any
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.errors import first_line
-from lizard_bench.evaluation.task import LM_EVAL_OPTIONS, lm_eval_options, lm_eval_suite_options
+from lizard_bench.evaluation.lm_eval_task import LM_EVAL_OPTIONS, lm_eval_options, lm_eval_suite_options
 from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 

@@ -1,4 +1,4 @@
-"""ReCoRD's prompt and scoring functions, for the task definition shipped in ``lm_eval_tasks/record``.
+"""ReCoRD's prompt and scoring functions, for the task definition shipped in ``shipped_yaml/record``.
 
 lm-eval 0.4.13's ``super_glue/record`` module imports ``transformers.data.metrics.squad_metrics``
 for SQuAD-style token F1 and exact match; transformers 5 removed that module, so the task
