@@ -2,7 +2,9 @@
 
 They sit in a suite beside accuracy tasks and write records to the same store; the
 reports plot them against context length. Lengths default to 512–8K on CPU and 1K–32K on
-GPU; ``--limit N`` keeps the first N lengths. Linearized models prefill ``prefill_chunk`` tokens at a
+GPU; ``--limit N`` keeps the first N lengths. Warm-up calls run at the first length only (longer ones
+reuse warm code paths), and each point stays within ``budget_s``: fewer repeats where calls are long, and
+'timeout' where one call is predicted or found to take longer. Linearized models prefill ``prefill_chunk`` tokens at a
 time through their constant-size state (null: one shot); softmax models prefill in one shot. The chunk
 size used is in every record's details.
 """
@@ -10,18 +12,19 @@ size used is in every record's details.
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import torch
 
 from lizard_bench.efficiency import memory, workloads
-from lizard_bench.efficiency.measure import Timing, cpu_peak_memory_supported, timed
-from lizard_bench.efficiency.sweep import sweep
+from lizard_bench.efficiency.measure import PointSkipped, Timing, cpu_peak_memory_supported, timed
+from lizard_bench.efficiency.sweep import Measured, sweep
 from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 
-CPU_LENGTHS = [512, 2048, 8192]
+CPU_LENGTHS = [512, 2048, 8192, 32768]
 GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
 
 
@@ -33,8 +36,8 @@ class EfficiencyTask(Task):
         "batch_size": 1,
         "decode_tokens": 32,
         "warmup": 1,
-        "repeats": 3,
-        "budget_s": 300.0,  # per call; longer points are recorded as 'timeout'
+        "repeats": 3,  # at most: fewer when the point would pass budget_s (at least one)
+        "budget_s": 300.0,  # per point; a point predicted or found to take longer is recorded as 'timeout'
         "prefill_chunk": DEFAULT_PREFILL_CHUNK,  # tokens per prefill chunk of a linearized model; None: one shot
     }
 
@@ -72,9 +75,27 @@ class EfficiencyTask(Task):
                                      handle.device)
 
 
+    def warmup(self, settings: dict[str, Any], length: int) -> int:
+        return settings["warmup"] if length == min(settings["lengths"]) else 0
+
+    def run_sweep(self, handle: ModelHandle, settings: dict[str, Any], point) -> list[MetricValue]:
+        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
+                     settings["budget_s"], desc=f"{self.name} {handle.model_name}/{handle.variant}")
+
+
 def _timing_details(timing: Timing, scale: float = 1.0) -> dict[str, float]:
     """min/max of a rate are the inverse of max/min of the time."""
     return {"min": scale / timing.max_s, "max": scale / timing.min_s, "repeats": timing.repeats}
+
+
+def _timed_prefill(handle: ModelHandle, ids: torch.Tensor, settings: dict[str, Any]):
+    """One prefill and its wall time; a prefill over the point's budget makes the point a 'timeout'."""
+    start = time.perf_counter()
+    cache, token = workloads.prefill(handle.model, ids, settings["prefill_chunk"])
+    elapsed = time.perf_counter() - start
+    if elapsed > settings["budget_s"]:
+        raise PointSkipped("timeout", f"the prefill took {elapsed:.1f} s, over the {settings['budget_s']:.0f} s budget")
+    return cache, token, elapsed
 
 
 @register_task
@@ -86,19 +107,18 @@ class Prefill(EfficiencyTask):
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         settings = self.settings(handle, context)
 
-        def point(length: int) -> dict[str, tuple[float, dict]]:
+        def point(length: int) -> Measured:
             ids = self.ids(handle, settings, length, context.seed)
             timing = timed(lambda: workloads.prefill(handle.model, ids, settings["prefill_chunk"]),
-                           warmup=settings["warmup"], repeats=settings["repeats"], budget_s=settings["budget_s"],
-                           device=handle.device)
+                           warmup=self.warmup(settings, length), repeats=settings["repeats"],
+                           budget_s=settings["budget_s"], device=handle.device)
             tokens = ids.numel()
-            return {
+            return Measured({
                 "tokens_per_s": (tokens / timing.median_s, _timing_details(timing, tokens)),
                 "latency_s": (timing.median_s, {"min": timing.min_s, "max": timing.max_s, "repeats": timing.repeats}),
-            }
+            }, timing.median_s)
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
-                     desc=f"{self.name} {handle.model_name}/{handle.variant}")
+        return self.run_sweep(handle, settings, point)
 
 
 @register_task
@@ -111,22 +131,21 @@ class Decode(EfficiencyTask):
         settings = self.settings(handle, context)
         steps = settings["decode_tokens"]
 
-        def point(length: int) -> dict[str, tuple[float, dict]]:
+        def point(length: int) -> Measured:
             ids = self.ids(handle, settings, length, context.seed)
-            cache, token = workloads.prefill(handle.model, ids, settings["prefill_chunk"])
+            cache, token, prefill_s = _timed_prefill(handle, ids, settings)
             size = workloads.cache_size(cache)
             # every repeat decodes from the same post-prefill state (a copy), so the context stays L
             timing = timed(lambda: workloads.decode(handle.model, copy.deepcopy(cache), token, steps),
-                           warmup=settings["warmup"], repeats=settings["repeats"], budget_s=settings["budget_s"],
-                           device=handle.device)
+                           warmup=self.warmup(settings, length), repeats=settings["repeats"],
+                           budget_s=settings["budget_s"] - prefill_s, device=handle.device)
             tokens = steps * settings["batch_size"]
-            return {
+            return Measured({
                 "tokens_per_s": (tokens / timing.median_s, {**_timing_details(timing, tokens), "new_tokens": steps}),
                 "cache_bytes": (size, {}),
-            }
+            }, prefill_s + timing.median_s)
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
-                     desc=f"{self.name} {handle.model_name}/{handle.variant}")
+        return self.run_sweep(handle, settings, point)
 
 
 @register_task
@@ -148,7 +167,7 @@ class Memory(EfficiencyTask):
         if handle.device.type != "cuda" and handle.rebuild is None:
             raise TaskUnavailable("CPU memory probes rebuild the model in a child process; this handle cannot")
 
-        def point(length: int) -> dict[str, tuple[float, dict]]:
+        def point(length: int) -> Measured:
             if handle.device.type == "cuda":
                 result = memory.measure_in_process(handle.model, self.ids(handle, settings, length, context.seed),
                                                    steps, settings["prefill_chunk"])
@@ -158,12 +177,11 @@ class Memory(EfficiencyTask):
                                                  prefill_chunk=settings["prefill_chunk"])
             method = {"method": result.method}
             decode = {**method, "decode_tokens": steps, "prefill_residue_bytes": result.decode.residue_bytes}
-            return {
+            return Measured({
                 "peak_memory_bytes": (result.prefill.peak_bytes, method),
                 "decode_peak_memory_bytes": (result.decode.peak_bytes, decode),
                 "decode_growth_bytes": (result.decode.growth_bytes, decode),
                 "cache_bytes": (result.prefill.cache_bytes, {}),
-            }
+            }, result.work_s)
 
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
-                     desc=f"{self.name} {handle.model_name}/{handle.variant}")
+        return self.run_sweep(handle, settings, point)

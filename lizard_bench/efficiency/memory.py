@@ -3,13 +3,13 @@
 CUDA: the caching allocator's statistics after a reset, in this process. They count live
 tensors only, so what a prefill freed is not in the decode numbers.
 CPU: PyTorch keeps no allocator statistics there, and the resident-set high-water mark of
-a long-lived process remembers every earlier peak, so each phase of each point runs in a
-fresh child process (spawned, not forked: forking a process with OpenMP threads can hang)
-that rebuilds the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and
-reads it back (``VmHWM``) after the workload. The prefill child measures the prefill; the
-decode child prefills, frees what the prefill left in the allocator (``malloc_trim``), and
-only then measures decoding, so the decode numbers hold the cache and decoding's own
-memory, not the prefill's freed temporaries (which were most of a "decode peak" before).
+a long-lived process remembers every earlier peak, so each point runs in a fresh child
+process (spawned, not forked: forking a process with OpenMP threads can hang) that rebuilds
+the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and reads it back
+(``VmHWM``) after the prefill. It then frees what the prefill left in the allocator
+(``malloc_trim``), resets the mark again, and only then measures decoding, so the decode
+numbers hold the cache and decoding's own memory, not the prefill's freed temporaries
+(which were most of a "decode peak" before).
 Reported bytes are *above the loaded model*: activations, caches and temporaries, not weights.
 """
 
@@ -27,7 +27,7 @@ import torch
 
 from lizard_bench.efficiency import measure, workloads
 
-CPU_METHOD = ("child process per point and phase: Linux VmHWM after clear_refs, minus VmRSS after model load; "
+CPU_METHOD = ("child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load; "
               "decode measured after the prefill's freed memory is returned (malloc_trim)")
 CUDA_METHOD = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated after model load"
 
@@ -52,12 +52,14 @@ class MemoryPoint:
     prefill: PrefillMemory
     decode: DecodeMemory
     method: str
+    work_s: float  # wall time of the prefill and the decode (not the model's load)
 
 
 def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: int,
                        prefill_chunk: int | None = None) -> MemoryPoint:
     """CUDA measurement (allocator statistics are exact and resettable)."""
     device = ids.device
+    start = time.perf_counter()
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -70,10 +72,10 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
     peak = torch.cuda.max_memory_allocated(device)
     return MemoryPoint(PrefillMemory(prefill_peak, cache_size, os.getpid()),
                        DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid()),
-                       CUDA_METHOD)
+                       CUDA_METHOD, time.perf_counter() - start)
 
 
-def _child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
+def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
            prefill_chunk: int | None, results: multiprocessing.Queue) -> None:
     try:
         build, args, kwargs = rebuild
@@ -83,19 +85,18 @@ def _child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_step
         torch.set_grad_enabled(False)
         measure.release_free_memory()
         base = measure.rss_bytes()
+        start = time.perf_counter()
         measure.reset_peak_rss()
         cache, token = workloads.prefill(model, ids, prefill_chunk)
-        if phase == "prefill":
-            results.put(("ok", PrefillMemory(measure.peak_rss_bytes() - base, workloads.cache_size(cache),
-                                             os.getpid())))
-            return
+        cache_size = workloads.cache_size(cache)
+        prefill = PrefillMemory(measure.peak_rss_bytes() - base, cache_size, os.getpid())
         measure.release_free_memory()
         settled = measure.rss_bytes()
         measure.reset_peak_rss()
         workloads.decode(model, cache, token, decode_steps)
         peak = measure.peak_rss_bytes()
-        residue = settled - base - workloads.cache_size(cache)
-        results.put(("ok", DecodeMemory(peak - base, peak - settled, residue, os.getpid())))
+        decode = DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid())
+        results.put(("ok", MemoryPoint(prefill, decode, CPU_METHOD, time.perf_counter() - start)))
     except BaseException as error:  # report every failure to the parent, including MemoryError
         status = "oom" if measure.is_out_of_memory(error) else "error"
         results.put((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
@@ -103,23 +104,16 @@ def _child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_step
 
 def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_steps: int, seed: int,
                      timeout_s: float, prefill_chunk: int | None = None) -> MemoryPoint:
-    """Run one CPU point as two fresh spawned processes (prefill, then decode); raises PointSkipped on OOM or timeout.
+    """Run one CPU point in a fresh spawned process; raises PointSkipped on OOM or timeout.
 
     ``rebuild`` is a handle's (function, args, kwargs): called in the child, it must return a
     ModelHandle, so the function must be importable and its arguments picklable. ``timeout_s``
-    bounds each child.
+    bounds the child.
     """
-    phases = [_run_child(phase, rebuild, length, batch_size, decode_steps, seed, prefill_chunk, timeout_s)
-              for phase in ("prefill", "decode")]
-    return MemoryPoint(*phases, CPU_METHOD)
-
-
-def _run_child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
-               prefill_chunk: int | None, timeout_s: float):
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
-    process = context.Process(target=_child, args=(phase, rebuild, length, batch_size, decode_steps, seed,
-                                                   prefill_chunk, results))
+    process = context.Process(target=_child, args=(rebuild, length, batch_size, decode_steps, seed, prefill_chunk,
+                                                   results))
     process.start()
     deadline = time.monotonic() + timeout_s
     try:
@@ -131,8 +125,8 @@ def _run_child(phase: str, rebuild: tuple, length: int, batch_size: int, decode_
     if status == "ok":
         return payload
     if status in ("oom", "timeout"):
-        raise measure.PointSkipped(status, f"{phase}: {payload}")
-    raise RuntimeError(f"memory measurement ({phase}) failed in the child process: {payload}")
+        raise measure.PointSkipped(status, payload)
+    raise RuntimeError(f"memory measurement failed in the child process: {payload}")
 
 
 def _wait_for_result(process, results: multiprocessing.Queue, deadline: float) -> tuple[str, Any]:

@@ -109,7 +109,8 @@ class LizardAttention(nn.Module):
         real = key_padding(attention_mask, T)
         real = real[:, -T:] if real is not None else None
         if not self.distill:
-            state = lizard_layer(cache, self.layer_idx) if cache is not None else None
+            chunk_mask = not self.config.softmax_layers  # no softmax layer needs the earlier keys' mask
+            state = lizard_layer(cache, self.layer_idx, chunk_mask) if cache is not None else None
             return self.attend(hidden_states, position_embeddings, state, real), None
         hook = None
         if self.distill_before_o_proj:

@@ -25,13 +25,21 @@ class LizardCacheLayer(DynamicLayer):
     (``<group>_real``), and ``real_seen`` [B] counts each row's real tokens. While decoding, the
     window's buffers are a ring written in place (``rings``, see :meth:`extend_window`);
     :meth:`window_state` reads them in token order.
+
+    ``chunk_mask``: the attention mask transformers builds for a forward needs to cover only
+    the new tokens' keys, because the state already holds everything about earlier ones; a
+    mask over every earlier key would make a chunked prefill's memory grow with the prompt
+    (a [chunk × prompt] mask, and its checks, per chunk). Only a model with no softmax layer
+    may say so: transformers sizes one mask for all layers, and a hybrid's softmax layers need
+    every key.
     """
 
     is_sliding = False
     is_croppable = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, chunk_mask: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.chunk_mask = chunk_mask
         self.seen = 0
         self.gla: GLAState | None = None
         self.buffers: dict[str, torch.Tensor] = {}
@@ -42,7 +50,8 @@ class LizardCacheLayer(DynamicLayer):
         return self.seen
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.seen + query_length, 0
+        """(keys the mask covers, offset of the first): the new tokens only, or every token (see ``chunk_mask``)."""
+        return (query_length, self.seen) if self.chunk_mask else (self.seen + query_length, 0)
 
     def update(self, *args, **kwargs):
         raise RuntimeError("a linearized layer keeps no growing key/value cache; it updates its own state")
@@ -182,15 +191,18 @@ class LizardCacheLayer(DynamicLayer):
         return joined
 
 
-def lizard_layer(cache, layer_idx: int) -> LizardCacheLayer:
-    """The :class:`LizardCacheLayer` at ``layer_idx`` of a transformers cache, installing one if needed."""
+def lizard_layer(cache, layer_idx: int, chunk_mask: bool = False) -> LizardCacheLayer:
+    """The :class:`LizardCacheLayer` at ``layer_idx`` of a transformers cache, installing one if needed.
+
+    ``chunk_mask``: True when the model has no softmax layer (see :class:`LizardCacheLayer`).
+    """
     layers = cache.layers
     while len(layers) <= layer_idx:  # caches created without a config grow their layer list lazily
         layers.append(DynamicLayer())
     if not isinstance(layers[layer_idx], LizardCacheLayer):
         if layers[layer_idx].get_seq_length() > 0:
             raise RuntimeError(f"layer {layer_idx} cache already holds softmax keys; start generation from a new cache")
-        layers[layer_idx] = LizardCacheLayer()
+        layers[layer_idx] = LizardCacheLayer(chunk_mask=chunk_mask)
     return layers[layer_idx]
 
 

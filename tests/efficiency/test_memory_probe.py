@@ -1,4 +1,4 @@
-"""The CPU memory probe: a fresh child process per point and phase, and decode numbers free of prefill residue."""
+"""The CPU memory probe: a fresh child process per point, and decode numbers free of prefill residue."""
 
 from __future__ import annotations
 
@@ -13,18 +13,20 @@ from tests.tiny_models import linearized_tiny_llama, tiny_llama
 MIB = 1024 * 1024
 
 
-def test_each_point_and_phase_runs_in_its_own_process_and_decode_excludes_prefill_residue():
+def test_each_point_runs_in_its_own_process_and_decode_excludes_prefill_residue():
     rebuild = (tiny_handle, ("lizard",), {"residue_mib": 96})
     points = [memory.measure_in_child(rebuild, length=length, batch_size=1, decode_steps=4, seed=0, timeout_s=300,
                                       prefill_chunk=64)
               for length in (160, 320)]  # past the window (128): the cache is full
-    processes = [p.prefill.process for p in points] + [p.decode.process for p in points]
-    assert len(set(processes)) == 4 and os.getpid() not in processes
+    processes = [p.prefill.process for p in points]
+    assert len(set(processes)) == 2 and os.getpid() not in processes
+    assert [p.decode.process for p in points] == processes, "decode is measured after the prefill, in its child"
     for point in points:
         assert point.prefill.peak_bytes > 90 * MIB, "the prefill's temporaries count in its own peak"
         assert point.decode.growth_bytes < 16 * MIB, "decoding a tiny model needs next to nothing"
         assert point.decode.peak_bytes < 16 * MIB + point.prefill.cache_bytes, "the prefill's residue is not decode's"
         assert point.prefill.cache_bytes == points[0].prefill.cache_bytes > 0, "a linearized cache is constant"
+        assert point.work_s > 0
 
 
 def test_prefill_chunk_applies_to_linearized_models_only():
