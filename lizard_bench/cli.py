@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         print(plan.text())
         return 1 if plan.problems else 0
 
-    from lizard_bench.report.console import summary_table  # heavy imports only once the config is valid
+    from lizard_bench.report.console import noisy_warning, summary_table  # heavy imports once the config is valid
     from lizard_bench.runner import run_suite
 
     summary = run_suite(config, retrain=args.retrain)
@@ -140,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
 
     written = write_reports([summary.run_dir], summary.run_dir / "report")
     print(f"reports: {written['report']}  leaderboard: {written['leaderboard']}")
+    warning = noisy_warning(summary.records)
+    if warning:
+        print(f"lizard-bench: {warning}", file=sys.stderr)
     failed = [r for r in summary.records if r.status == "error"]
     if failed:
         print(f"lizard-bench: {len(failed)} record(s) failed; rerun with --run-id {summary.run_dir.name} to retry them",

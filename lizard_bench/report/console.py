@@ -11,22 +11,44 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lizard_bench.efficiency.load import NOISY_CORES
 from lizard_bench.report.metrics import TEACHER_VARIANT, display_scale, format_number, split_metric
 from lizard_bench.results import Record
 
 
 def headline_records(records: list[Record]) -> list[Record]:
-    """Per (model, variant, task, metric): the value without a point, or else the sweep's largest length."""
+    """Per (model, variant, task, metric): the value without a point, or else one length of the sweep.
+
+    The length is the largest at which the teacher's point is measured (ok), so that every
+    linearized value there has a ratio; the largest overall when no teacher point is ok.
+    """
     plain: dict[tuple[str, str, str, str], Record] = {}
-    longest: dict[tuple[str, str, str, str], Record] = {}
+    points: dict[tuple[str, str, str], dict[tuple[str, int], Record]] = {}
     for record in records:
         name = split_metric(record.metric)
-        key = (record.model, record.variant, record.task, name.base)
         if name.context_length is None and name.depth is None:
-            plain[key] = record
-        elif name.depth is None and (key not in longest or name.context_length > _length(longest[key])):
-            longest[key] = record
-    return list({**longest, **plain}.values())
+            plain[(record.model, record.variant, record.task, name.base)] = record
+        elif name.depth is None:
+            sweep = points.setdefault((record.model, record.task, name.base), {})
+            sweep[(record.variant, name.context_length)] = record
+    chosen: list[Record] = []
+    for sweep in points.values():
+        teacher_ok = [n for (variant, n), r in sweep.items() if variant == TEACHER_VARIANT and r.status == "ok"]
+        length = max(teacher_ok) if teacher_ok else max(n for _, n in sweep)
+        chosen += [record for (_, n), record in sweep.items() if n == length]
+    swept = [r for r in chosen if (r.model, r.variant, r.task, split_metric(r.metric).base) not in plain]
+    return swept + list(plain.values())
+
+
+def noisy_warning(records: list[Record]) -> str | None:
+    """One line when any efficiency point was measured on a busy machine (``details.noisy``), else None."""
+    noisy = [r for r in records if r.status == "ok" and r.details.get("noisy")]
+    if not noisy:
+        return None
+    points = sorted({(r.variant, r.task, r.details.get("context_length")) for r in noisy}, key=str)
+    return (f"warning: {len(points)} efficiency point(s) were measured while other processes kept more than "
+            f"{NOISY_CORES:g} of a core busy (marked * in the report's efficiency table and hollow in its plots); "
+            "their speeds are lower bounds: rerun on an idle machine for numbers to quote")
 
 
 def summary_table(records: list[Record]) -> str:

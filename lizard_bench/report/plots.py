@@ -28,7 +28,7 @@ from lizard_bench.report.metrics import (
     quantity_label,
     task_label,
 )
-from lizard_bench.report.tables import ordered_rows, primary_columns
+from lizard_bench.report.tables import is_noisy, ordered_rows, primary_columns
 
 STYLE = {
     "font.size": 11,
@@ -238,6 +238,7 @@ def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: flo
                     ax.errorbar(x, y, yerr=[np.maximum(y - spread[0], 0), np.maximum(spread[1] - y, 0)], fmt="none",
                                 ecolor=style.colors[row[1]],
                                 capsize=3, linewidth=1)
+                _mark_noisy(ax, ok, scale, style.colors[row[1]])
                 _mark_failures(ax, group[group["status"] != "ok"], style.colors[row[1]])
             values = data.loc[data["status"] == "ok", "value"] * scale
             _length_axis(ax, lengths)
@@ -264,6 +265,16 @@ def _min_max(points: pd.DataFrame, scale: float) -> tuple[pd.Series, pd.Series] 
     if lows.isna().any() or highs.isna().any():
         return None
     return lows.astype(float).to_numpy() * scale, highs.astype(float).to_numpy() * scale
+
+
+def _mark_noisy(ax, ok: pd.DataFrame, scale: float, color: str) -> None:
+    """A hollow ring around each point measured on a busy machine (see the efficiency table's note)."""
+    noisy = ok[[is_noisy(record) for record in ok.to_dict("records")]]
+    if not noisy.empty:
+        ax.scatter(noisy["context_length"].astype(float), noisy["value"] * scale, s=140, facecolors="none",
+                   edgecolors=color, linewidths=1.5, zorder=5, label="_nolegend_")
+        ax.annotate("hollow ring: busy machine", xy=(0.01, 0.99), xycoords="axes fraction", ha="left", va="top",
+                    fontsize=7, color="0.35")
 
 
 def _mark_failures(ax, failed: pd.DataFrame, color: str) -> None:

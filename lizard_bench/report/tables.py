@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lizard_bench.efficiency.load import NOISY_CORES
 from lizard_bench.report.loading import row_keys
 from lizard_bench.report.metrics import (
     EFFICIENCY_TASKS,
@@ -225,6 +226,14 @@ def _value_with_error(record: dict | None) -> tuple[float | str | None, str]:
     return value, text
 
 
+NOISY_MARK = " *"
+
+
+def is_noisy(record: dict) -> bool:
+    """A point measured on a busy machine (``efficiency/load.py``); records from before the field are not."""
+    return record["status"] == "ok" and isinstance(record["details"], dict) and bool(record["details"].get("noisy"))
+
+
 def efficiency_table(frame: pd.DataFrame) -> Table | None:
     """Rows (model, variant, context length); columns prefill/decode speed and memory, in tokens/s, s and MiB."""
     points = frame[frame["task"].isin(EFFICIENCY_TASKS) & frame["context_length"].notna()]
@@ -248,11 +257,14 @@ def efficiency_table(frame: pd.DataFrame) -> Table | None:
                 label = quantity_label(base) if task == "memory" else f"{task_label(task)} {quantity_label(base)}"
                 raw[label], text[label] = _value_with_error(record) if record else (None, MISSING)
                 if record is not None and record["status"] == "ok":
-                    text[label] = text[label].split(" ± ")[0]
+                    text[label] = text[label].split(" ± ")[0] + (NOISY_MARK if is_noisy(record) else "")
             raw_rows.append(raw)
             text_rows.append(text)
     notes = ["Throughput in tokens per second (higher is better); latency in seconds and memory in MiB "
              "(lower is better). oom/timeout = the measurement ran out of memory or time."]
+    if any(is_noisy(record) for record in points.to_dict("records")):
+        notes.append(f"{NOISY_MARK.strip()} measured while other processes kept more than {NOISY_CORES:g} of a core "
+                     "busy (details.other_cpu_cores): a lower bound for speed; rerun on an idle machine to quote it.")
     methods = sorted({str(d["method"]) for d in points["details"] if isinstance(d, dict) and d.get("method")})
     if methods:
         notes.append("Memory measured by: " + ", ".join(methods) + ".")

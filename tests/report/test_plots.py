@@ -76,6 +76,18 @@ def test_the_cache_is_shown_once_and_timed_points_carry_their_range(data):
     assert any(len(ax.containers) for ax in throughput), "error bars from details.min/max"
 
 
+def test_points_measured_on_a_busy_machine_get_a_hollow_ring(data):
+    frame, _, style = data
+    quiet = labelled(throughput_figure(frame, style))
+    busy = frame.copy()
+    chosen = (busy["task"] == "decode") & (busy["status"] == "ok")
+    busy.loc[chosen, "details"] = [{**d, "noisy": True} for d in busy.loc[chosen, "details"]]
+    axes = labelled(throughput_figure(busy, style))
+    assert len(axes[1].collections) > len(quiet[1].collections), "rings drawn on the decode panel"
+    assert any("busy machine" in t.get_text() for t in axes[1].texts)
+    assert not any("busy machine" in t.get_text() for t in axes[0].texts)
+
+
 def test_task_scores_put_accuracy_and_perplexity_on_separate_axes(data):
     frame, _, style = data
     figure = task_scores_figure(frame, style)

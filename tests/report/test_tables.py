@@ -138,3 +138,15 @@ def test_linearization_table_joins_training_summaries_with_perplexity_and_passke
 
 def test_linearization_table_needs_a_trained_variant(frame):
     assert linearization_table(frame, pd.DataFrame(columns=["model", "variant"])) is None
+
+
+def test_points_measured_on_a_busy_machine_are_marked_with_a_note(frame):
+    assert not any("busy" in note for note in efficiency_table(frame).notes), "the fixture's points are quiet"
+    busy = frame.copy()
+    chosen = (busy["variant"] == "lizard") & (busy["task"] == "decode") & (busy["context_length"] == 512)
+    busy.loc[chosen, "details"] = [{**d, "noisy": True} for d in busy.loc[chosen, "details"]]
+    table = efficiency_table(busy)
+    lizard = table.display[table.display["variant"] == "lizard"].set_index("context length")
+    assert lizard.loc[512, "Decode tokens/s"].endswith(" *")
+    assert not lizard.loc[1024, "Decode tokens/s"].endswith("*")
+    assert any("busy" in note and note.startswith("*") for note in table.notes)
