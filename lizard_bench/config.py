@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from lizard_bench.errors import ConfigError
-from lizard_bench.typed_config import build, read_yaml, rule
+from lizard_bench.typed_config import KeyPath, build, rule
 
 # a run id names one folder under results_dir: no separators, no '..', nothing hidden
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -134,6 +134,37 @@ def recipe_path(name_or_path: str) -> Path:
     if found is None:
         raise ConfigError(f"training_recipe {name_or_path!r}: no such file or shipped recipe (train_cpu, train_paper)")
     return found
+
+
+def read_yaml(path: Path, error: type[Exception] = ConfigError) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """A YAML file's top-level mapping and the line of every key and list item in it (by key path)."""
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}{line}: malformed YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise error(f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of settings")
+    lines: dict[KeyPath, int] = {}
+    _collect_lines(root, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
+            _collect_lines(value_node, (*path, key_node.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _collect_lines(item, (*path, index), lines)
 
 
 def merge_settings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 :func:`build` reads the field types (bool, int, float, str, ``Literal``, ``X | None``, lists,
 tuples, ``dict[str, X]``, nested dataclasses, enums) and refuses unknown keys, wrong types (a
 bool is not an int; an int is a float) and missing required fields, naming the dotted key and,
-when the mapping came from :func:`read_yaml`, the file and line. A range check is field
+given each key's line (:func:`lizard_bench.config.read_yaml`), the file and line. A range check is field
 metadata (``field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1"))``); a check
 across fields belongs in the caller or the dataclass's ``__post_init__``.
 """
@@ -11,27 +11,21 @@ across fields belongs in the caller or the dataclass's ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import enum
-import re
-import types
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
-
-import yaml
 
 from lizard_bench.errors import ConfigError
 
+# Only the standard library's dataclasses and typing: linearize/config.py uses this module, and a saved
+# model directory carries both as its remote code (linearize/remote_code.py), which transformers
+# accepts only when every import is installed.
 T = TypeVar("T")
 KeyPath = tuple[Any, ...]
 _RULE = "lizard_bench.typed_config.rule"
-# YAML 1.1 reads '1e-3' (no dot) as a string; a float field takes it as the number it obviously is
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_UNION = type(int | None)  # what `X | Y` annotations are at run time
 _QUOTE = " (YAML reads bare no/yes as booleans: quote it)"
 
 
-def rule(test: Callable[[Any], Any], says: str) -> dict[str, Any]:
+def rule(test: Any, says: str) -> dict[str, Any]:
     """Field metadata: a given value that ``test`` refuses is the error '<key> <says>, got <value>'."""
     return {_RULE: (test, says)}
 
@@ -50,7 +44,7 @@ def dotted(path: KeyPath) -> str:
     return text
 
 
-def build(cls: type[T], data: Any, *, where: str = "", lines: Mapping[KeyPath, int] | None = None,
+def build(cls: type[T], data: Any, *, where: str = "", lines: dict[KeyPath, int] | None = None,
           base: T | None = None, noun: str = "key", error: type[Exception] = ConfigError) -> T:
     """``cls`` from ``data``, every value checked; keys not in ``data`` keep ``base``'s values (or the defaults).
 
@@ -67,50 +61,17 @@ def build(cls: type[T], data: Any, *, where: str = "", lines: Mapping[KeyPath, i
         raise error(place + problem.text) from None
 
 
-def read_yaml(path: Path, error: type[Exception] = ConfigError) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """A YAML file's top-level mapping and the line of every key and list item in it (by key path)."""
-    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"{path}{line}: malformed YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise error(f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of settings")
-    lines: dict[KeyPath, int] = {}
-    _collect_lines(root, (), lines)
-    return data, lines
-
-
-def _collect_lines(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, (*path, key_node.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _collect_lines(item, (*path, index), lines)
-
-
 def _name(path: KeyPath) -> str:
     return f"'{dotted(path)}'" if path else "the top level"
 
 
 def _dataclass(cls: type, data: Any, path: KeyPath, base: Any, noun: str) -> Any:
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise _Problem(path, f"{_name(path)} must be a mapping of settings, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise _Problem((*path, key), f"unknown {noun} '{dotted((*path, key))}' ({hint}known: "
+            raise _Problem((*path, key), f"unknown {noun} '{dotted((*path, key))}' (known: "
                                          f"{', '.join(sorted(fields))})")
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -142,7 +103,7 @@ def _value(kind: Any, value: Any, path: KeyPath, current: Any = None) -> Any:
     origin, args = get_origin(kind), get_args(kind)
     if kind is Any:
         return value
-    if origin in (Union, types.UnionType):
+    if origin in (Union, _UNION):
         if value is None and type(None) in args:
             return None
         options = [option for option in args if option is not type(None)]
@@ -172,13 +133,13 @@ def _value(kind: Any, value: Any, path: KeyPath, current: Any = None) -> Any:
                 items = [_value(args[0] if args else Any, v, (*path, i)) for i, v in enumerate(value)]
                 return tuple(items) if origin is tuple or kind is tuple else items
     elif origin is dict or kind is dict:
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             key_kind, item_kind = args or (Any, Any)
             for key in value:
                 if key_kind is str and not isinstance(key, str):
                     raise _Problem((*path, key), f"{_name(path)} must have names as keys, got {key!r}")
             return {key: _value(item_kind, item, (*path, key)) for key, item in value.items()}
-    elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+    elif isinstance(kind, type) and hasattr(kind, "__members__"):  # an Enum
         try:
             return kind(value)
         except ValueError:
@@ -187,8 +148,11 @@ def _value(kind: Any, value: Any, path: KeyPath, current: Any = None) -> Any:
     elif kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string: it is the number meant
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -202,7 +166,7 @@ def _value(kind: Any, value: Any, path: KeyPath, current: Any = None) -> Any:
 def describe(kind: Any, plural: bool = False) -> str:
     """What a value of type ``kind`` is, in words ('a list of numbers', 'an integer or null')."""
     origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, types.UnionType):
+    if origin in (Union, _UNION):
         words = [describe(option, plural) for option in args if option is not type(None)]
         return " or ".join(words + (["null"] if type(None) in args else []))
     if origin is Literal:

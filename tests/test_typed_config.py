@@ -8,8 +8,9 @@ from typing import Literal
 
 import pytest
 
+from lizard_bench.config import read_yaml
 from lizard_bench.errors import ConfigError, InputError
-from lizard_bench.typed_config import build, read_yaml, rule
+from lizard_bench.typed_config import build, rule
 
 
 class Colour(enum.Enum):
@@ -50,9 +51,8 @@ def test_base_supplies_what_the_mapping_leaves_out():
     assert second.name == "a" and second.inner == Inner(rate=1.0, steps=2)
 
 
-def test_unknown_key_names_its_path_and_a_close_match():
-    with pytest.raises(ConfigError, match=r"^cfg: unknown key 'inner\.stpes' \(did you mean 'steps'\? known: rate, "
-                                          r"steps\)$"):
+def test_unknown_key_names_its_path_and_the_known_keys():
+    with pytest.raises(ConfigError, match=r"^cfg: unknown key 'inner\.stpes' \(known: rate, steps\)$"):
         build(Outer, {"name": "a", "inner": {"stpes": 2}}, where="cfg")
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lizard_bench.errors import ConfigError
-from lizard_bench.typed_config import build, read_yaml, rule
+from lizard_bench.config import ConfigError, read_yaml
+from lizard_bench.typed_config import build, rule
 
 AT_LEAST_ONE = rule(lambda n: n >= 1, "must be >= 1")
 
