@@ -2,7 +2,8 @@
 
 A suite names the models, variants and tasks to run, the budgets, and the seed. Typos must
 not pass silently (a misspelled ``limt:`` would otherwise run a full, hours-long suite), so
-unknown keys and malformed YAML raise :class:`ConfigError` naming the file, line and key.
+unknown keys, wrong types and malformed YAML raise :class:`ConfigError` naming the file, line and key
+(:mod:`lizard_bench.typed_config` reads the file against the dataclasses below).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from lizard_bench.errors import InputError
+from lizard_bench.errors import ConfigError
+from lizard_bench.typed_config import KeyPath, build, rule
 
-
-class ConfigError(InputError, ValueError):
-    """A suite configuration problem, phrased as one line that says where and what to fix."""
+# a run id names one folder under results_dir: no separators, no '..', nothing hidden
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+NON_EMPTY = rule(bool, "must name at least one entry")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class PerplexityBudget:
 
     seq_len: int = 512
     max_tokens: int = 16384
-    batch_size: int = 1
+    batch_size: int = field(default=1, metadata=rule(lambda n: n >= 1, "must be >= 1"))
 
 
 @dataclass
@@ -38,17 +40,21 @@ class SuiteConfig:
     """One benchmark suite. Field defaults are the built-in defaults; YAML overrides them."""
 
     name: str = "default"
-    models: list[str] = field(default_factory=lambda: ["smollm2-135m"])
-    variants: list[str] = field(default_factory=lambda: ["softmax"])
-    tasks: list[str] = field(default_factory=lambda: ["corpus_perplexity"])
+    models: list[str] = field(default_factory=lambda: ["smollm2-135m"], metadata=NON_EMPTY)
+    variants: list[str] = field(default_factory=lambda: ["softmax"], metadata=NON_EMPTY)
+    tasks: list[str] = field(default_factory=lambda: ["corpus_perplexity"], metadata=NON_EMPTY)
     corpus: str = "pydoc"
-    seed: int = 0
-    limit: int | None = None
+    seed: int = field(default=0, metadata=rule(lambda n: 0 <= n < 2**32, "must be between 0 and 2**32 - 1 "
+                                                                         "(numpy's range)"))
+    limit: int | None = field(default=None, metadata=rule(lambda n: n is None or n >= 1,
+                                                          "must be a positive integer or null"))
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     kernel_backend: str = "auto"
-    results_dir: str = "results"
-    run_id: str | None = None
+    results_dir: str = field(default="results", metadata=rule(str.strip, "must name a folder"))
+    run_id: str | None = field(default=None, metadata=rule(
+        lambda name: name is None or PLAIN_NAME.fullmatch(name),
+        "must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.')"))
     data_dir: str | None = None  # local task data: DATA_DIR/<task>/<split>.jsonl (offline runs)
     perplexity: PerplexityBudget = field(default_factory=PerplexityBudget)
     # per-task settings, e.g. {"passkey": {"lengths": [1024, 2048]}}; each task declares and checks its keys
@@ -57,8 +63,9 @@ class SuiteConfig:
     variant_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # a training recipe file (a shipped name such as train_paper, or a path) that `training` then overrides
     training_recipe: str | None = None
-    # training recipe for linearized variants (TrainConfig fields); empty = the offline CPU budget
-    training: dict[str, Any] = field(default_factory=dict)
+    # training recipe for linearized variants (TrainConfig fields); empty = the offline CPU budget. A string
+    # names a recipe file instead (`training: train_paper` is `training_recipe: train_paper`)
+    training: dict[str, Any] | str = field(default_factory=dict)
     # tasks that run on some variants only, e.g. {"prefill": ["softmax", "lizard_plus"]}; others run on all
     task_variants: dict[str, list[str]] = field(default_factory=dict)
     # folder of the user's own lm-eval task YAMLs: their names become tasks of the run
@@ -80,12 +87,9 @@ class SuiteConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_NESTED = {"perplexity": PerplexityBudget}
 # what the run-wide ``lm_eval`` section may set (each lm-eval task's own option of that name, for all of them)
 LM_EVAL_SETTINGS = ("num_fewshot", "batch_size", "max_length", "max_gen_toks", "add_bos_token", "bootstrap_iters",
                     "log_samples")
-# a run id names one folder under results_dir: no separators, no '..', nothing hidden
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def shipped_config(name: str) -> Path | None:
@@ -132,6 +136,37 @@ def recipe_path(name_or_path: str) -> Path:
     return found
 
 
+def read_yaml(path: Path, error: type[Exception] = ConfigError) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """A YAML file's top-level mapping and the line of every key and list item in it (by key path)."""
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}{line}: malformed YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise error(f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of settings")
+    lines: dict[KeyPath, int] = {}
+    _collect_lines(root, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            lines[(*path, key_node.value)] = key_node.start_mark.line + 1
+            _collect_lines(value_node, (*path, key_node.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _collect_lines(item, (*path, index), lines)
+
+
 def merge_settings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``changes`` over ``base``, nested mappings merged key by key (``stage1: {tokens: N}`` keeps stage1's lr)."""
     merged = dict(base)
@@ -150,117 +185,34 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     config = SuiteConfig()
     if path is not None:
         path = resolve_suite(path)
-        _apply_yaml(config, path)
+        data, lines = read_yaml(path)
+        config = build(SuiteConfig, data, where=str(path), lines=lines)
+    changes: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(config, dotted, value, where="command line")
-    flags = any(value is not None for value in (overrides or {}).values())
+            *parents, leaf = dotted.split(".")
+            section = changes
+            for part in parents:
+                section = section.setdefault(part, {})
+            section[leaf] = value
+    if "lm_eval" in changes:  # one run-wide lm-eval setting (--num-fewshot), beside the file's others
+        changes["lm_eval"] = {**config.lm_eval, **changes["lm_eval"]}
+    if changes:
+        config = build(SuiteConfig, changes, where="command line", base=config)
     where = str(path) if path else "defaults"
-    _validate(config, where=f"{where} with the command line's flags" if flags else where)
+    _validate(config, where=f"{where} with the command line's flags" if changes else where)
     return config
 
 
-def _apply_yaml(config: SuiteConfig, path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found (pass --config with an existing YAML file)")
-    text = path.read_text()
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
-    if root is None:
-        return
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}:{root.start_mark.line + 1}: the top level must be a mapping of settings")
-    _apply_mapping(config, root, path, prefix="")
-
-
-def _apply_mapping(target: Any, node: yaml.MappingNode, path: Path, prefix: str) -> None:
-    known = {f.name for f in dataclasses.fields(target)}
-    for key_node, value_node in node.value:
-        key = key_node.value
-        line = key_node.start_mark.line + 1
-        if key not in known:
-            raise ConfigError(
-                f"{path}:{line}: unknown key '{prefix}{key}' (known keys: {', '.join(sorted(known))})"
-            )
-        if key in _NESTED and prefix == "":
-            if not isinstance(value_node, yaml.MappingNode):
-                raise ConfigError(f"{path}:{line}: '{key}' must be a mapping")
-            _apply_mapping(getattr(target, key), value_node, path, prefix=f"{key}.")
-            continue
-        value = yaml.safe_load(yaml.serialize(value_node))
-        _set_field(target, key, value, where=f"{path}:{line}", label=f"{prefix}{key}")
-
-
-def _set_dotted(config: SuiteConfig, dotted: str, value: Any, where: str) -> None:
-    target: Any = config
-    *parents, leaf = dotted.split(".")
-    if parents == ["lm_eval"]:  # one run-wide lm-eval setting (--num-fewshot), beside the file's others
-        config.lm_eval = {**config.lm_eval, leaf: value}
-        return
-    for part in parents:
-        if part not in _NESTED:
-            raise ConfigError(f"{where}: unknown section '{part}' in override '{dotted}'")
-        target = getattr(target, part)
-    if leaf not in {f.name for f in dataclasses.fields(target)}:
-        raise ConfigError(f"{where}: unknown key '{dotted}'")
-    _set_field(target, leaf, value, where=where, label=dotted)
-
-
-def _set_field(target: Any, key: str, value: Any, where: str, label: str) -> None:
-    """Assign with a light type check, so ``seed: abc`` fails here rather than mid-run."""
-    current = getattr(target, key)
-    expected = type(current)
-    if isinstance(current, list):
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: '{label}' must be a list of names, got {value!r}")
-    elif key == "task_variants":
-        if not isinstance(value, dict) or not all(
-                isinstance(v, list) and all(isinstance(n, str) for n in v) for v in value.values()):
-            raise ConfigError(f"{where}: 'task_variants' must map task names to lists of variant names, got {value!r}")
-    elif key in ("training", "lm_eval"):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: '{key}' must be a mapping of settings, got {value!r}")
-    elif isinstance(current, dict):
-        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            raise ConfigError(f"{where}: '{label}' must map names to mappings of options, got {value!r}")
-    elif current is None or value is None:
-        pass  # optional fields (limit, run_id, data_dir) accept None or a value of the right kind, checked below
-    elif expected is int and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise ConfigError(f"{where}: '{label}' must be an integer, got {value!r}")
-    elif expected is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: '{label}' must be a string, got {value!r}")
-    setattr(target, key, value)
-
-
 def _validate(config: SuiteConfig, where: str) -> None:
-    if config.limit is not None and (not isinstance(config.limit, int) or config.limit < 1):
-        raise ConfigError(f"{where}: 'limit' must be a positive integer or null, got {config.limit!r}")
-    if config.run_id is not None and not (isinstance(config.run_id, str) and PLAIN_NAME.fullmatch(config.run_id)):
-        raise ConfigError(f"{where}: 'run_id' must be a plain folder name (letters, digits, '.', '_', '-'; not "
-                          f"starting with '.'), got {config.run_id!r}")
-    if not 0 <= config.seed < 2**32:
-        raise ConfigError(f"{where}: 'seed' must be between 0 and 2**32 - 1 (numpy's range), got {config.seed}")
-    if not config.results_dir.strip():
-        raise ConfigError(f"{where}: 'results_dir' must name a folder, got {config.results_dir!r}")
-    if config.perplexity.batch_size < 1:
-        raise ConfigError(f"{where}: 'perplexity.batch_size' must be >= 1, got {config.perplexity.batch_size}")
-    for name in ("models", "variants", "tasks"):
-        if not getattr(config, name):
-            raise ConfigError(f"{where}: '{name}' must name at least one entry")
+    """The checks across fields (each field's own type and range are checked as it is read)."""
+    if isinstance(config.training, str):  # a recipe file's name or path
+        if config.training_recipe is not None:
+            raise ConfigError(f"{where}: 'training' names a recipe file and so does 'training_recipe': keep one")
+        config.training_recipe, config.training = config.training, {}
     if config.perplexity.seq_len < 2 or config.perplexity.max_tokens < config.perplexity.seq_len:
         raise ConfigError(f"{where}: perplexity needs seq_len >= 2 and max_tokens >= seq_len")
     unknown = sorted(set(config.lm_eval) - set(LM_EVAL_SETTINGS))
     if unknown:
         raise ConfigError(f"{where}: unknown lm_eval setting(s) {', '.join(unknown)} "
                           f"(known: {', '.join(LM_EVAL_SETTINGS)})")
-    if config.data_dir is not None and not isinstance(config.data_dir, str):
-        raise ConfigError(f"{where}: 'data_dir' must be a path, got {config.data_dir!r}")
-    if config.dtype not in ("float32", "float16", "bfloat16"):
-        raise ConfigError(f"{where}: 'dtype' must be float32, float16 or bfloat16, got {config.dtype!r}")

@@ -19,6 +19,10 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class ConfigError(InputError, ValueError):
+    """A configuration problem (a suite, a recipe, a method's options), phrased as one line: where and what to fix."""
+
+
 class UnknownNameError(InputError, KeyError):
     """A task, variant or model name that is not known; a KeyError too, for code that looks names up."""
 

@@ -93,5 +93,5 @@ def test_config_hash_ignores_output_location_only():
 def test_task_options_must_be_mappings(tmp_path):
     config = load_config(write(tmp_path, "task_options:\n  passkey:\n    lengths: [1024]\n"))
     assert config.task_options == {"passkey": {"lengths": [1024]}}
-    with pytest.raises(ConfigError, match="'task_options' must map names"):
+    with pytest.raises(ConfigError, match="'task_options.passkey' must be a mapping"):
         load_config(write(tmp_path, "task_options:\n  passkey: 3\n"))

@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "lizard_bench"
 
 LAYERS: list[set[str]] = [
-    {"errors", "lazy"},  # what everything may use
+    {"errors", "lazy", "typed_config"},  # what everything may use (typed_config: the strict settings loader)
     {"config", "results", "data", "kernels", "provenance"},  # settings, records, corpora, attention arithmetic
     {"models"},  # finding, checking and loading teachers; the kernel-routed teacher
     {"linearize"},  # the method: attention forms, conversion, training, checkpoints, model directories

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lizard_bench.cli import main
-from lizard_bench.config import load_config, resolve_suite, shipped_suites
+from lizard_bench.config import ConfigError, load_config, resolve_suite, shipped_suites
 from lizard_bench.plan import plan_run
 from tests.tiny_models import save_tiny_llama
 
+REPO = Path(__file__).resolve().parent.parent
 SUITES = sorted(shipped_suites())
 EXPECTED = {"default", "quick", "paper-table9", "paper-table1", "paper-ablations", "glue", "superglue",
             "long-context", "leaderboard"}
@@ -63,6 +66,24 @@ def test_a_suite_names_a_training_recipe_and_overrides_a_few_fields():
     train = training_config(config)
     assert train.stage1.tokens == 1000 and train.stage1.lr == 1e-3  # the recipe's lr kept
     assert train.corpus == "hf:yahma/alpaca-cleaned" and train.seq_len == 2048
+
+
+@pytest.mark.parametrize("recipe", ["train_paper", "configs/train_paper.yaml"])
+def test_training_may_name_a_recipe_file(tmp_path, recipe, monkeypatch):
+    from lizard_bench.variants import training_config
+
+    monkeypatch.chdir(REPO)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"training: {recipe}\n")
+    config = load_config(suite)
+    assert (config.training_recipe, config.training) == (recipe, {})
+    assert training_config(config).corpus == "hf:yahma/alpaca-cleaned"
+    suite.write_text(f"training: {recipe}\ntraining_recipe: train_cpu\n")
+    with pytest.raises(ConfigError, match="keep one"):
+        load_config(suite)
+    suite.write_text("training: 5\n")
+    with pytest.raises(ConfigError, match=r"suite\.yaml:1: 'training' must be a mapping or a string, got 5"):
+        load_config(suite)
 
 
 def test_a_model_not_downloaded_gets_its_size_from_its_name():

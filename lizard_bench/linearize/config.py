@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-GATES = ("sigmoid", "mamba2", "lowrank", "pooling", "none")
-# How the two branches combine (see docs/design.md, "Combination"):
+from lizard_bench.typed_config import build, rule
+
+AT_LEAST_ZERO = rule(lambda n: n >= 0, "must be >= 0")
+# How the two branches combine (``combine``; see docs/design.md, "Combination"):
 # - 'separate': ŷ = ŷ_gla + α ŷ_win, each branch normalised on its own (the paper's parallel form)
 # - 'unnormalised': ŷ = s · q̃ᵀS + α ŷ_win, GLA without its denominator (the paper's recurrent and §4
 #   form) and a learned per-head scale s so that it starts at a sensible size
 # - 'convex': ŷ = ŷ_win + (sinks' share) · ŷ_gla; the meta-memory sinks' share of the window's
 #   softmax goes to the normalised GLA, so a row's weights sum to 1
 # - 'shared': LoLCATs-style, one normaliser over window scores and linear-attention scores
-COMBINES = ("separate", "unnormalised", "convex", "shared")
-FEATURE_INITS = ("identity", "random")
-SINK_VALUES = ("none", "zeros", "teacher")
 
 
 @dataclass
@@ -29,26 +28,32 @@ class LinearizeConfig:
     """Switches of one linearized attention layer (paper defaults, docs/design.md §2)."""
 
     method: str = "lizard"
-    feature_dim: int = 128  # total Hedgehog feature size: softmax(xW) ⊕ softmax(−xW), 64 each
-    gate: str = "sigmoid"  # how log γ_i is computed; 'none' = no decay (plain linear attention)
+    # total Hedgehog feature size: softmax(xW) ⊕ softmax(−xW), 64 each
+    feature_dim: int = field(default=128, metadata=rule(lambda n: n >= 2 and not n % 2, "must be an even number >= 2"))
+    # how log γ_i is computed; 'none' = no decay (plain linear attention)
+    gate: Literal["sigmoid", "mamba2", "lowrank", "pooling", "none"] = "sigmoid"
     gate_rank: int = 16  # low-rank gate only
     gate_temperature: float = 16.0  # low-rank gate only: log γ = logsigmoid(·) / temperature (GLA)
-    window: int = 128  # softmax window w (the query's own token included); 0 = no window branch
-    num_sinks: int = 4  # meta-memory logits m per head
+    # softmax window w (the query's own token included); 0 = no window branch
+    window: int = field(default=128, metadata=AT_LEAST_ZERO)
+    num_sinks: int = field(default=4, metadata=AT_LEAST_ZERO)  # meta-memory logits m per head
     # starting value of every sink logit t_r, or 'teacher': per head, so that the sinks start with the
     # teacher's attention share outside the window (and anchors), from one teacher forward
-    sink_init: float | str = 0.0
+    sink_init: float | Literal["teacher"] = 0.0
     # extension: sinks that carry a learned value u_r per head ('zeros': start at 0; 'teacher': start at
     # the teacher's mean value at position 0, where it puts most of its attention). 'none' is the paper's
-    sink_values: str = "none"
+    sink_values: Literal["none", "zeros", "teacher"] = "none"
     # extension: the first m real tokens stay visible to every query beside the window (a cache of
     # w + m tokens); they share the window's softmax normaliser
-    num_anchors: int = 0
+    num_anchors: int = field(default=0, metadata=AT_LEAST_ZERO)
     window_rope: bool = False  # paper form: no RoPE in the window branch (LoLCATs applies it)
-    combine: str = "separate"  # one of COMBINES
+    combine: Literal["separate", "unnormalised", "convex", "shared"] = "separate"
     gla_scale_init: float = 0.05  # 'unnormalised' only: starting value of the per-head scale s
-    gate_bias: list[float] = field(default_factory=lambda: [3.0, 6.0])  # sigmoid/pooling gate bias, spread over heads
-    feature_init: str = "identity"  # Hedgehog W: 'identity' (when feature_dim / 2 = head_dim) or 'random'
+    # sigmoid/pooling gate bias, spread over heads
+    gate_bias: list[float] = field(default_factory=lambda: [3.0, 6.0], metadata=rule(
+        lambda bias: len(bias) == 2, "must be two numbers [low, high]"))
+    # Hedgehog W: 'identity' (when feature_dim / 2 = head_dim) or 'random'
+    feature_init: Literal["identity", "random"] = "identity"
     linear_branch: bool = True  # off only for the exactness anchor test
     # α's starting value (not fixed by the paper). Each branch is a normalised average of values,
     # about the teacher's output in size, so α = 1 starts at ~2x the teacher's output: on SmolLM2 the
@@ -61,20 +66,15 @@ class LinearizeConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinearizeConfig:
+        """The switches as data (a suite's options, a checkpoint's config.json), every value checked."""
+        config = build(cls, data, noun="linearization option")
+        config.validate()
+        return config
+
     def validate(self) -> None:
-        if self.gate not in GATES:
-            raise ValueError(f"unknown gate {self.gate!r}: choose one of {', '.join(GATES)}")
-        for name, value, choices in (("combine", self.combine, COMBINES), ("feature_init", self.feature_init,
-                                     FEATURE_INITS), ("sink_values", self.sink_values, SINK_VALUES)):
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
-        if not (self.sink_init == "teacher" or (isinstance(self.sink_init, int | float)
-                                                 and not isinstance(self.sink_init, bool))):
-            raise ValueError(f"sink_init must be a number or 'teacher', got {self.sink_init!r}")
-        if len(self.gate_bias) != 2:
-            raise ValueError(f"gate_bias must be two numbers [low, high], got {self.gate_bias!r}")
-        if self.num_anchors < 0:
-            raise ValueError(f"num_anchors must be >= 0, got {self.num_anchors}")
+        """The checks across switches (each switch's own type and range are checked by :meth:`from_dict`)."""
         if self.combine == "convex" and not (self.window and self.num_sinks and self.linear_branch):
             raise ValueError("combine 'convex' gives the sinks' share to the linear branch: it needs a window, "
                              "num_sinks >= 1 and the linear branch")
@@ -85,10 +85,6 @@ class LinearizeConfig:
             raise ValueError("num_anchors needs a window and a combine other than 'shared'")
         if self.combine == "unnormalised" and self.gla_scale_init <= 0:
             raise ValueError(f"gla_scale_init must be > 0, got {self.gla_scale_init}")
-        if self.feature_dim < 2 or self.feature_dim % 2:
-            raise ValueError(f"feature_dim must be an even number >= 2, got {self.feature_dim}")
-        if self.window < 0 or self.num_sinks < 0:
-            raise ValueError("window and num_sinks must be >= 0")
         if self.combine == "shared" and (self.window < 1 or not self.linear_branch):
             raise ValueError("a shared normaliser needs both a window (>= 1) and the linear branch")
         if not self.linear_branch and self.window < 1:
@@ -124,14 +120,7 @@ METHODS = tuple(METHOD_PRESETS)
 
 
 def method_config(method: str = "lizard", **options: Any) -> LinearizeConfig:
-    """The preset for ``method`` with ``options`` applied on top; unknown names are errors."""
+    """The preset for ``method`` with ``options`` applied on top; unknown names and bad values are errors."""
     if method not in METHOD_PRESETS:
         raise ValueError(f"unknown linearization method {method!r}: choose one of {', '.join(METHODS)}")
-    known = {f.name for f in dataclasses.fields(LinearizeConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown linearization option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    config = LinearizeConfig(method=method, **{**METHOD_PRESETS[method], **options})
-    config.softmax_layers = list(config.softmax_layers)
-    config.validate()
-    return config
+    return LinearizeConfig.from_dict({**METHOD_PRESETS[method], **options, "method": method})

@@ -41,9 +41,8 @@ class LizardLlamaConfig(LlamaConfig):
         if not self.lizard:
             raise LizardDirectoryError(f"a {MODEL_TYPE} config needs a 'lizard' section (the LinearizeConfig)")
         try:
-            config = LinearizeConfig(**self.lizard)
-            config.validate()
-        except (TypeError, ValueError) as error:
+            config = LinearizeConfig.from_dict(self.lizard)
+        except ValueError as error:
             raise LizardDirectoryError(f"config.json 'lizard' section: {error}") from None
         return config
 

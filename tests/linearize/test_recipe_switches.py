@@ -77,5 +77,5 @@ def test_recipe_switches_in_yaml_and_their_errors():
     assert "stage2_trains_attention" not in TrainConfig().stage_fingerprint("stage2")
     with pytest.raises(ConfigError, match="distill_target"):
         TrainConfig.from_dict({"distill_target": "logits"})
-    with pytest.raises(ConfigError, match="scalar_lr must be > 0"):
+    with pytest.raises(ConfigError, match="stage1.scalar_lr. must be > 0"):
         TrainConfig.from_dict({"stage1": {"scalar_lr": 0}})

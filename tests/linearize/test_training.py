@@ -163,7 +163,7 @@ def test_config_rejects_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'stage1.tokns'"):
         load_train_config(path)
     path.write_text("seq_len: long\n")
-    with pytest.raises(ConfigError, match=r"'seq_len' has the wrong type"):
+    with pytest.raises(ConfigError, match=r"train.yaml:1: 'seq_len' must be an integer"):
         load_train_config(path)
     path.write_text("mixed_precision: no\n")
     with pytest.raises(ConfigError, match=r"quote it"):

@@ -18,28 +18,29 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from lizard_bench.config import ConfigError, read_yaml
+from lizard_bench.typed_config import build, rule
 
-from lizard_bench.config import ConfigError
-
-PRECISIONS = ("no", "fp16", "bf16")
-DISTILL_TARGETS = ("output", "heads")
+AT_LEAST_ONE = rule(lambda n: n >= 1, "must be >= 1")
 
 
 @dataclass
 class StageConfig:
     """One stage's budget and learning rate (AdamW, cosine schedule with warm-up)."""
 
-    tokens: int = 0  # training tokens (all processes together); 0 skips the stage
-    steps: int | None = None  # exact optimizer steps; overrides ``tokens`` when set
-    lr: float = 1e-3
+    # training tokens (all processes together); 0 skips the stage
+    tokens: int = field(default=0, metadata=rule(lambda n: n >= 0, "must be >= 0"))
+    # exact optimizer steps; overrides ``tokens`` when set
+    steps: int | None = field(default=None, metadata=rule(lambda n: n is None or n >= 0, "must be >= 0 or null"))
+    lr: float = field(default=1e-3, metadata=rule(lambda lr: lr > 0, "must be > 0"))
     # learning rate of the per-head scalars (α, sink logits, gate biases, GLA scale); None: ``lr``. They
     # get one gradient per head, so at the shared rate they barely move in a short budget
-    scalar_lr: float | None = None
-    batch_size: int = 1  # windows per micro-batch and process
-    grad_accum: int = 1  # micro-batches per optimizer step
+    scalar_lr: float | None = field(default=None, metadata=rule(lambda lr: lr is None or lr > 0,
+                                                                "must be > 0 (or null: the stage's lr)"))
+    batch_size: int = field(default=1, metadata=AT_LEAST_ONE)  # windows per micro-batch and process
+    grad_accum: int = field(default=1, metadata=AT_LEAST_ONE)  # micro-batches per optimizer step
 
     def optimizer_steps(self, seq_len: int, num_processes: int = 1) -> int:
         """Optimizer steps this budget buys: tokens / (tokens per step), rounded up."""
@@ -53,10 +54,11 @@ class StageConfig:
 class LoraSettings:
     """Stage-2 adapters (paper: r = 8, α = 16, no dropout, on the q, k, v projections)."""
 
-    r: int = 8
+    r: int = field(default=8, metadata=AT_LEAST_ONE)
     alpha: int = 16
     dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
+                               metadata=rule(bool, "must name at least one projection"))
 
 
 @dataclass
@@ -64,19 +66,20 @@ class TrainConfig:
     """The two-stage Lizard training recipe (docs/design.md §2). Defaults: the offline CPU budget."""
 
     corpus: str = "pydoc"  # used when the caller does not pass a corpus
-    seq_len: int = 512
+    seq_len: int = field(default=512, metadata=rule(lambda n: n >= 2, "must be >= 2"))
     seed: int = 0
     stage1: StageConfig = field(default_factory=lambda: StageConfig(tokens=51_200, lr=1e-3))
     stage2: StageConfig = field(default_factory=lambda: StageConfig(tokens=30_720, lr=5e-4))
     lora: LoraSettings = field(default_factory=LoraSettings)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99], metadata=rule(
+        lambda betas: len(betas) == 2 and all(0 <= b < 1 for b in betas), "must be two numbers in [0, 1)"))
     weight_decay: float = 0.0
-    warmup_fraction: float = 0.1
+    warmup_fraction: float = field(default=0.1, metadata=rule(lambda f: 0 <= f < 1, "must be in [0, 1)"))
     max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # passed to accelerate: 'no', 'fp16' or 'bf16'
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # passed to accelerate
     # stage 1 matches each layer's output after o_proj ('output', the layer's contribution to the residual
     # stream) or before it ('heads', the heads' mixed values)
-    distill_target: str = "output"
+    distill_target: Literal["output", "heads"] = "output"
     stage2_trains_attention: bool = False  # stage 2 also trains what stage 1 trained (the paper: LoRA only)
     checkpoint_every: int = 25  # optimizer steps between resumable training-state checkpoints (0: never)
     eval_windows: int = 2  # held-out windows scored before and after each stage (for the summary)
@@ -85,33 +88,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "train config") -> TrainConfig:
-        config = _build(cls, data, where, prefix="")
-        config.validate(where)
-        return config
-
-    def validate(self, where: str = "train config") -> None:
-        if self.seq_len < 2:
-            raise ConfigError(f"{where}: seq_len must be >= 2, got {self.seq_len}")
-        for name in ("stage1", "stage2"):
-            stage: StageConfig = getattr(self, name)
-            if stage.tokens < 0 or (stage.steps is not None and stage.steps < 0):
-                raise ConfigError(f"{where}: {name} budget must be >= 0")
-            if stage.batch_size < 1 or stage.grad_accum < 1 or stage.lr <= 0:
-                raise ConfigError(f"{where}: {name} needs batch_size >= 1, grad_accum >= 1 and lr > 0")
-            if stage.scalar_lr is not None and stage.scalar_lr <= 0:
-                raise ConfigError(f"{where}: {name}.scalar_lr must be > 0 (or null: the stage's lr)")
-        if self.distill_target not in DISTILL_TARGETS:
-            raise ConfigError(f"{where}: distill_target must be one of {', '.join(DISTILL_TARGETS)}, "
-                              f"got {self.distill_target!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"{where}: betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ConfigError(f"{where}: warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.mixed_precision not in PRECISIONS:
-            raise ConfigError(f"{where}: mixed_precision must be one of {', '.join(PRECISIONS)}")
-        if self.lora.r < 1 or not self.lora.targets:
-            raise ConfigError(f"{where}: lora needs r >= 1 and at least one target projection")
+    def from_dict(cls, data: dict[str, Any], where: str = "train config",
+                  lines: dict[tuple[Any, ...], int] | None = None) -> TrainConfig:
+        """The recipe ``data`` over the defaults; unknown keys, wrong types and values out of range are errors."""
+        return build(cls, data, where=where, lines=lines)
 
     # -- what identifies a trained result -----------------------------------------------------
     def common_fingerprint(self) -> dict[str, Any]:
@@ -144,69 +124,17 @@ def fingerprint_hash(*parts: Any) -> str:
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
-    """Read a training recipe YAML; unknown keys and wrong types are errors naming the file and key."""
-    return TrainConfig.from_dict(read_recipe(path), where=str(path))
+    """Read a training recipe YAML; unknown keys and wrong types are errors naming the file, line and key."""
+    data, lines = _recipe_file(Path(path))
+    return TrainConfig.from_dict(data, where=str(path), lines=lines)
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """A training recipe YAML as a mapping, before a suite's ``training`` overrides are merged into it."""
-    path = Path(path)
+    return _recipe_file(Path(path))[0]
+
+
+def _recipe_file(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of settings")
-    return data
-
-
-_NESTED = {"stage1": StageConfig, "stage2": StageConfig, "lora": LoraSettings}
-
-
-def _build(cls: type, data: dict[str, Any], where: str, prefix: str) -> Any:
-    """``cls(**data)`` with nested sections, refusing unknown keys and obviously wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    defaults = cls()
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        label = f"{prefix}{key}"
-        if key not in fields:
-            raise ConfigError(f"{where}: unknown key '{label}' (known keys: {', '.join(sorted(fields))})")
-        if key in _NESTED and not prefix:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: '{label}' must be a mapping")
-            base = dataclasses.asdict(getattr(defaults, key))
-            values[key] = _build(_NESTED[key], {**base, **value}, where, prefix=f"{key}.")
-            continue
-        is_float = str(fields[key].type).startswith("float")  # e.g. 'float | None': null or a number
-        values[key] = _checked(getattr(defaults, key), value, where, label, float_field=is_float)
-    return cls(**values)
-
-
-def _checked(default: Any, value: Any, where: str, label: str, float_field: bool = False) -> Any:
-    if value is None:
-        if default is None:
-            return None
-        raise ConfigError(f"{where}: '{label}' cannot be null")
-    if isinstance(default, str) and isinstance(value, bool):
-        raise ConfigError(f"{where}: '{label}' must be a string, got {value!r} (YAML reads bare no/yes as booleans: "
-                          "quote it)")
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(default, bool) and isinstance(value, bool)
-    elif isinstance(default, float) or float_field:
-        try:  # YAML 1.1 reads '1e-3' (no dot) as a string; accept it as the number it obviously is
-            value, ok = float(value), True
-        except (TypeError, ValueError):
-            ok = False
-    elif isinstance(default, int) or default is None:
-        ok = isinstance(value, int)
-    elif isinstance(default, list):
-        ok = isinstance(value, list)
-        value = list(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{where}: '{label}' has the wrong type: got {value!r}")
-    return value
+    return read_yaml(path)
