@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lizard_bench.kernels import gated_linear_attention, gated_linear_attention_step, softmax_attention
-from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer
+from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer, owned
 from lizard_bench.linearize.config import LinearizeConfig
 from lizard_bench.linearize.feature_maps import HedgehogFeatureMap
 from lizard_bench.linearize.gates import build_gate
@@ -277,7 +277,7 @@ class LizardAttention(nn.Module):
                 held = state.buffers.get(name)
                 if missing:
                     joined = new[:, :missing] if held is None else torch.cat([held, new[:, :missing]], dim=1)
-                    state.buffers[name] = joined.detach()
+                    state.buffers[name] = owned(joined)
             return state.buffers["anchor_k"], state.buffers["anchor_v"], None
         B, T = k.shape[:2]
         if real is None:
@@ -292,7 +292,7 @@ class LizardAttention(nn.Module):
         order = reals_first(joined_real)[:, :m]
         anchor_k, anchor_v, anchor_real = take(joined_k, order), take(joined_v, order), take(joined_real, order)
         if state is not None:
-            state.buffers.update(anchor_k=anchor_k.detach(), anchor_v=anchor_v.detach(), anchor_real=anchor_real)
+            state.buffers.update(anchor_k=owned(anchor_k), anchor_v=owned(anchor_v), anchor_real=owned(anchor_real))
         return anchor_k, anchor_v, anchor_real
 
     def _merge_anchors(self, q, out, lse, anchor_k, anchor_v, anchor_real, position: torch.Tensor):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from lizard_bench.linearize import LizardCacheLayer
 from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK, prefill_in_chunks
@@ -102,3 +103,37 @@ def test_generate_prefills_in_chunks_and_generates_the_same_tokens(name):
         model.generation_config.prefill_chunk_size = None
         one_shot = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=1)
     assert torch.equal(chunked, one_shot)
+
+
+@pytest.mark.parametrize("name", ["lizard_plus-anchors", "lizard", "hybrid"])
+def test_the_state_left_behind_holds_no_chunk_it_was_cut_from(name):
+    """A buffer kept as a slice of a chunk would keep the whole chunk's storage alive (memory that grows with C)."""
+    model = model_for(name)
+    cache, _ = prefill_in_chunks(model, prompt(length=LENGTH), 13)
+    layers = [layer for layer in cache.layers if isinstance(layer, LizardCacheLayer)]
+    assert layers
+    for layer in layers:
+        for buffer_name, tensor in layer.buffers.items():
+            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size(), buffer_name
+
+
+@pytest.mark.parametrize(("name", "covers_every_key"), [("lizard", False), ("hybrid", True)])
+def test_the_mask_covers_only_new_keys_unless_a_softmax_layer_needs_them(name, covers_every_key):
+    """A fully linear model's chunk mask covers the chunk's keys only; a hybrid's softmax layers need every key's."""
+    model = model_for(name)
+    shapes: list[tuple[int, ...] | None] = []
+    attention = next(m for m in model.modules() if hasattr(m, "attend"))
+    attention.register_forward_pre_hook(
+        lambda _module, _args, kwargs: shapes.append(None if kwargs.get("attention_mask") is None
+                                                     else tuple(kwargs["attention_mask"].shape)),
+        with_kwargs=True)
+    ids = prompt(batch=2, length=32)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a left-padded row, so transformers builds a 4-D mask
+    cache = DynamicCache()
+    model(input_ids=ids[:, :16], attention_mask=mask[:, :16], cache=cache, use_cache=True)
+    model(input_ids=ids[:, 16:], attention_mask=mask, cache=cache, use_cache=True)
+    if covers_every_key:
+        assert shapes[-1] is not None and shapes[-1][-2:] == (16, 32)
+    else:  # the new keys are all real: transformers then passes no mask at all
+        assert shapes[-1] is None or shapes[-1][-2:] == (16, 16)
