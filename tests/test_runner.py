@@ -73,6 +73,7 @@ class AlwaysFails(Task):
     """A test-only task that raises, to check failures are recorded and the suite goes on."""
 
     name = "test_always_fails"
+    label = "Always fails"
     suite = "test"
     metrics = {"score": "higher"}
     data_source = "none"
