@@ -35,7 +35,7 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
             name = split_metric(record.metric)
             prov = record.provenance
             label, headline = record.task_label, record.headline
-            if label is None or headline is None:
+            if label is None or headline is None:  # a record from before records carried them (schema 1)
                 registered_label, headline_metric = registered_task(record.task)
                 label = label or registered_label
                 headline = name.base == headline_metric if headline is None else headline

@@ -129,14 +129,14 @@ def task_scores_figure(frame: pd.DataFrame, style: SeriesStyle) -> Figure | None
     other_columns = [c for c in columns if not is_fraction(c[1])]
     panels = ([fraction_columns] if fraction_columns else []) + [[c] for c in other_columns]
     by_key = {(*(r[k] for k in keys), r["task"], r["metric"]): r for r in scalar.to_dict("records")}
-    labels = task_labels(scalar)
+    task_names = task_labels(scalar)
 
     with matplotlib.rc_context(STYLE):
         widths = [max(len(panel), 1) * max(len(rows), 2) * 0.35 + 0.8 for panel in panels]
         figure = Figure(figsize=(max(5.0, sum(widths) + 1.0), 4.6), layout="constrained")
         axes = figure.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": widths})[0]
         for ax, panel in zip(axes, panels, strict=True):
-            _bars(ax, panel, rows, keys, by_key, labels, style)
+            _bars(ax, panel, rows, keys, by_key, task_names, style)
         handles, labels = axes[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncols=min(len(rows), 3), frameon=False)
         figure.suptitle("Scores per task and variant")
