@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,10 +173,15 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
     return [
         Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric,
                value=float(v.value) if v.status == "ok" else None, status=v.status, reason=v.reason,
-               stderr=v.stderr, direction=task.metrics[v.metric.split("@")[0]], details=v.details,
-               provenance=provenance)
+               stderr=v.stderr, details=v.details, provenance=provenance, **declared(task, v.metric))
         for v in values
     ]
+
+
+def declared(task: Task, metric: str) -> dict[str, Any]:
+    """What ``task`` declares about ``metric`` (``tokens_per_s@2048`` counts as ``tokens_per_s``), as record fields."""
+    base = metric.split("@")[0]
+    return {"task_label": task.label, "direction": task.metrics[base], "headline": base == task.headline_metric}
 
 
 def _error_records(model: str, variant: str, task: Task, reason: str, provenance: dict, *,
@@ -183,8 +189,8 @@ def _error_records(model: str, variant: str, task: Task, reason: str, provenance
     """One value-less record per metric the task declares, saying why there is no value."""
     return [
         Record(model=model, variant=variant, task=task.name, metric=metric, value=None, status=status,
-               reason=reason, direction=direction, provenance=provenance)
-        for metric, direction in task.metrics.items()
+               reason=reason, provenance=provenance, **declared(task, metric))
+        for metric in task.metrics
     ]
 
 

@@ -19,6 +19,7 @@ from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, regi
 @register_task
 class CorpusPerplexity(Task):
     name = "corpus_perplexity"
+    label = "Corpus"
     suite = "language_modeling"
     metrics = {"perplexity": "lower", "nll": "lower"}
     data_source = "the suite's corpus, held-out split (default: CPython docs, embedded)"

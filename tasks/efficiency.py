@@ -101,6 +101,7 @@ def _timed_prefill(handle: ModelHandle, ids: torch.Tensor, settings: dict[str, A
 @register_task
 class Prefill(EfficiencyTask):
     name = "prefill"
+    label = "Prefill"
     metrics = {"tokens_per_s": "higher", "latency_s": "lower"}
     description = "Prefill latency and tokens/s for a batch of contexts of length L"
 
@@ -124,6 +125,7 @@ class Prefill(EfficiencyTask):
 @register_task
 class Decode(EfficiencyTask):
     name = "decode"
+    label = "Decode"
     metrics = {"tokens_per_s": "higher", "cache_bytes": "lower"}
     description = "Decode tokens/s generating N tokens after a context of length L, and the cache size then"
 
@@ -151,6 +153,7 @@ class Decode(EfficiencyTask):
 @register_task
 class Memory(EfficiencyTask):
     name = "memory"
+    label = "Memory"
     metrics = {"peak_memory_bytes": "lower", "decode_peak_memory_bytes": "lower", "decode_growth_bytes": "lower",
                "cache_bytes": "lower"}
     description = ("Peak memory above the loaded model during prefill and during decode (after the prefill's "

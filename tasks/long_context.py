@@ -44,6 +44,7 @@ DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
 @register_task
 class Passkey(Task):
     name = "passkey"
+    label = "Passkey"
     suite = "long_context"
     metrics = {"exact_match": "higher", "exact_match_within_window": "higher", "exact_match_beyond_window": "higher"}
     data_source = "generated (repeated filler sentences, or the suite's held-out corpus text); no download"
@@ -88,6 +89,7 @@ class Passkey(Task):
 @register_task
 class Needle(Task):
     name = "needle"
+    label = "Needle"
     suite = "long_context"
     metrics = {"exact_match": "higher"}
     data_source = "the suite's corpus (default: CPython docs, embedded) as haystack, held-out split"
@@ -126,6 +128,7 @@ class Needle(Task):
 @register_task
 class AssocRecall(Task):
     name = "assoc_recall"
+    label = "Associative recall"
     suite = "long_context"
     metrics = {"exact_match": "higher"}
     data_source = "generated key-value pairs; no download"
@@ -176,6 +179,7 @@ class AssocRecall(Task):
 @register_task
 class LengthExtrapolation(Task):
     name = "length_extrapolation"
+    label = "Length extrapolation"
     suite = "long_context"
     metrics = {"perplexity": "lower"}
     data_source = "the suite's corpus (default: CPython docs, embedded), held-out split"

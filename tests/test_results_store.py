@@ -10,7 +10,8 @@ from lizard_bench.results import store as store_module
 
 
 def make_record(**changes) -> Record:
-    fields = dict(model="m", variant="softmax", task="t", metric="acc", value=0.5, stderr=0.01,
+    fields = dict(model="m", variant="softmax", task="t", metric="acc", value=0.5, stderr=0.01, task_label="T",
+                  headline=True,
                   provenance={"git_commit": "abc", "seed": 0}, details={"n": 10})
     fields.update(changes)
     return Record(**fields)
@@ -33,6 +34,8 @@ def test_round_trip_preserves_every_field():
         (lambda d: d.update(status="unavailable"), "must have value null"),
         (lambda d: d.update(status="unavailable", value=None), "must say why"),
         (lambda d: d.update(model=""), "'model' must be a non-empty string"),
+        (lambda d: d.update(task_label=""), "'task_label' must be a non-empty string or null"),
+        (lambda d: d.update(headline="yes"), "'headline' must be true, false or null"),
     ],
 )
 def test_corrupt_records_are_rejected(mutate, message):
@@ -40,6 +43,14 @@ def test_corrupt_records_are_rejected(mutate, message):
     mutate(data)
     with pytest.raises(RecordError, match=message):
         Record.from_dict(data)
+
+
+def test_version_1_records_without_label_and_headline_still_load():
+    data = json.loads(make_record().to_json())
+    del data["task_label"], data["headline"]
+    data["schema_version"] = 1
+    record = Record.from_dict(data)
+    assert (record.task_label, record.headline, record.schema_version) == (None, None, 1)
 
 
 def test_non_finite_values_cannot_be_written():

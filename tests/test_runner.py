@@ -43,6 +43,7 @@ def test_run_writes_valid_records_with_provenance(tmp_path, model_dir, corpus_fi
     assert set(by_metric) == {"perplexity", "nll"}
     ppl = by_metric["perplexity"]
     assert ppl.status == "ok" and ppl.direction == "lower"
+    assert (ppl.task_label, ppl.headline, by_metric["nll"].headline) == ("Corpus", True, False)
     # an untrained model over ~66 symbols is near-uniform: perplexity of the order of the vocabulary
     assert 10 < ppl.value < 500
     assert ppl.details["windows"] == 8 and ppl.details["seq_len"] == 32
@@ -73,6 +74,7 @@ class AlwaysFails(Task):
     """A test-only task that raises, to check failures are recorded and the suite goes on."""
 
     name = "test_always_fails"
+    label = "Always fails"
     suite = "test"
     metrics = {"score": "higher"}
     data_source = "none"
@@ -85,11 +87,30 @@ def test_failing_task_is_recorded_and_retried_on_resume(tmp_path, model_dir, cor
     config = suite(tmp_path, model_dir, corpus_file, tasks=["test_always_fails", "corpus_perplexity"])
     summary = run_suite(config)
     failed = [r for r in summary.records if r.task == "test_always_fails"]
-    assert [(r.status, r.value) for r in failed] == [("error", None)]
+    assert [(r.status, r.value, r.task_label, r.headline) for r in failed] == [("error", None, "Always fails", True)]
     assert "deliberate failure" in failed[0].reason
     assert any(r.task == "corpus_perplexity" and r.status == "ok" for r in summary.records)
     again = run_suite(config)
     assert (again.ran_units, again.skipped_units) == (1, 1)
+
+
+def test_registration_refuses_a_task_without_a_label_or_with_a_foreign_paper_metric():
+    class Unlabelled(Task):
+        name = "test_unlabelled"
+        suite = "test"
+        metrics = {"score": "higher"}
+        data_source = "none"
+
+        def run(self, handle, context) -> list[MetricValue]:
+            return []
+
+    with pytest.raises(ValueError, match="set label"):
+        register_task(Unlabelled)
+    Unlabelled.label, Unlabelled.paper_metric = "Unlabelled", "acc"
+    with pytest.raises(ValueError, match="paper_metric 'acc' is not one of its metrics"):
+        register_task(Unlabelled)
+    Unlabelled.paper_metric = "score"
+    assert Unlabelled().headline_metric == "score"
 
 
 def test_cli_run_prints_table_and_exit_codes(tmp_path, model_dir, corpus_file, capsys):

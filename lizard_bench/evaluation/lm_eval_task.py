@@ -98,8 +98,10 @@ def task_class(spec: TaskSpec, module: str = __name__) -> type[LmEvalTask]:
     attributes = {
         "spec": spec,
         "name": spec.name,
+        "label": spec.label,
         "suite": spec.suite,
         "metrics": {metric: "higher" for metric in spec.metrics},
+        "paper_metric": spec.paper_metric,
         "data_source": "--data-dir DIR/<task>/<split>.jsonl if present, else the Hugging Face hub (lm-eval's dataset)",
         "description": f"{spec.label}, {shots}, lm-eval's prompt and metrics{paper}",
         "default_options": {**LM_EVAL_OPTIONS, "num_fewshot": spec.num_fewshot},

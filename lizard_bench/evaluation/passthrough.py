@@ -60,6 +60,7 @@ class LmEvalPassthrough(Task):
 
     def __init__(self, name: str, include_path: str | None, task_config: dict[str, Any]) -> None:
         self.name = name
+        self.label = name
         self.include_path = include_path
         self.description = f"lm-eval's {name!r} ({task_config.get('task', name)}), its own definition and data"
         # declared up front from the YAML (for records of a run that could not start); the run's own

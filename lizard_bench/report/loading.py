@@ -2,12 +2,14 @@
 
 Every view (tables, plots, leaderboard, paper comparison) starts from the same long frame,
 so a record is parsed once: its metric name split into quantity and measuring point, its
-provenance flattened into columns. The views then only select and pivot.
+provenance flattened into columns, and what its task declares about it (label, direction,
+headline) taken from the record. The views then only select and pivot.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +19,8 @@ from lizard_bench.report.runs import ReportError, Run
 from lizard_bench.results.store import safe_name
 
 RECORD_COLUMNS = (
-    "run", "model", "variant", "task", "metric", "base_metric", "context_length", "depth", "value", "stderr",
-    "status", "reason", "direction", "details", "git_commit", "versions", "device", "device_name",
+    "run", "model", "variant", "task", "task_label", "metric", "base_metric", "headline", "context_length", "depth",
+    "value", "stderr", "status", "reason", "direction", "details", "git_commit", "versions", "device", "device_name",
     "kernel_backend", "seed", "config_hash", "started", "ended", "wall_time_s",
 )
 TRAINING_COLUMNS = ("run", "model", "variant", "stage", "step", "loss", "lr", "tokens", "time_s")
@@ -32,13 +34,20 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
         for record in run.records:
             name = split_metric(record.metric)
             prov = record.provenance
+            label, headline = record.task_label, record.headline
+            if label is None or headline is None:  # a record from before records carried them (schema 1)
+                registered_label, headline_metric = registered_task(record.task)
+                label = label or registered_label
+                headline = name.base == headline_metric if headline is None else headline
             rows.append({
                 "run": run.run_id,
                 "model": record.model,
                 "variant": record.variant,
                 "task": record.task,
+                "task_label": label,
                 "metric": record.metric,
                 "base_metric": name.base,
+                "headline": headline,
                 "context_length": record.details.get("context_length", name.context_length),
                 "depth": record.details.get("depth", name.depth),
                 "value": record.value,
@@ -59,11 +68,32 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
                 "wall_time_s": prov.get("wall_time_s"),
             })
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    frame["headline"] = frame["headline"].astype(bool)
     frame["value"] = pd.to_numeric(frame["value"])
     frame["stderr"] = pd.to_numeric(frame["stderr"])
     frame["context_length"] = pd.to_numeric(frame["context_length"]).astype("Int64")
     frame["depth"] = pd.to_numeric(frame["depth"])
     return frame
+
+
+@cache
+def registered_task(task: str) -> tuple[str, str | None]:
+    """(label, headline metric) of a registered task, for records written before records carried them
+    (schema version 1); a task no longer registered is labelled by its name and has no headline."""
+    from lizard_bench.errors import UnknownNameError
+    from lizard_bench.tasks.registry import get_task
+
+    try:
+        declared = get_task(task)
+    except UnknownNameError:
+        return task, None
+    return declared.label, declared.headline_metric
+
+
+def task_labels(frame: pd.DataFrame) -> dict[str, str]:
+    """Task name -> the label its records carry (the first one seen, should runs disagree)."""
+    first = frame.drop_duplicates("task")
+    return dict(zip(first["task"], first["task_label"], strict=True))
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:

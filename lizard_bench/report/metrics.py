@@ -1,9 +1,11 @@
-"""What the task and metric names mean: kinds, units, labels and the paper's task set.
+"""What metric names mean: kinds and units, the measuring point in a name, and the paper's task set.
 
-Records carry names, not meanings. Tables, plots and the regression check all need to know
-that ``acc_norm`` is a fraction to show in percentage points, that ``perplexity`` gets worse
-upwards and moves relatively, and that ``tokens_per_s@2048`` is a throughput at a 2048-token
-context. Keeping that vocabulary in one place means the views cannot disagree about it.
+A record says what its task declares about it: the task's label, whether higher or lower is
+better, and whether the metric is the task's headline (``lizard_bench.results.schema``), so
+nothing here is about a particular task. What stays is the metrics' vocabulary: tables, plots
+and the regression check all need to know that ``acc_norm`` is a fraction to show in percentage
+points, that ``perplexity`` moves relatively, and that ``tokens_per_s@2048`` is a throughput at a
+2048-token context. Keeping that in one place means the views cannot disagree about it.
 """
 
 from __future__ import annotations
@@ -11,38 +13,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lizard_bench.evaluation.catalog import SPECS_BY_NAME, TASK_SPECS
+from lizard_bench.evaluation.catalog import TASK_SPECS
 
 TEACHER_VARIANT = "softmax"
 
-# The paper's Table 1 tasks, in its column order, with the metric it reports for each: the lm-eval catalog's.
-PAPER_METRIC: dict[str, str] = {spec.name: spec.paper_metric for spec in TASK_SPECS if spec.paper_metric}
-PAPER_TASKS: tuple[str, ...] = tuple(PAPER_METRIC)
+# The paper's Table 1 tasks, in its column order (the lm-eval catalog's; their records say which metric it reports).
+PAPER_TASKS: tuple[str, ...] = tuple(spec.name for spec in TASK_SPECS if spec.paper_metric)
 FIVE_TASKS: tuple[str, ...] = PAPER_TASKS[:5]  # the paper's "average without MMLU"
 
 EFFICIENCY_TASKS: tuple[str, ...] = ("prefill", "decode", "memory")
 LONG_CONTEXT_TASKS: tuple[str, ...] = ("passkey", "needle")
-
-# Labels of the tasks the catalog does not name (the lm-eval tasks' labels are the catalog's own).
-TASK_LABELS: dict[str, str] = {
-    "corpus_perplexity": "Corpus",
-    "passkey": "Passkey",
-    "needle": "Needle",
-    "assoc_recall": "Associative recall",
-    "length_extrapolation": "Length extrapolation",
-    "prefill": "Prefill",
-    "decode": "Decode",
-    "memory": "Memory",
-}
 
 # Metrics whose values are fractions in [0, 1] (shown and compared in percentage points).
 FRACTION_METRICS = frozenset({"acc", "acc_norm", "accuracy", "exact_match", "exact_match_within_window",
                               "exact_match_beyond_window", "em", "f1", "mcc", "contains", "match"})
 PERPLEXITY_METRICS = frozenset({"perplexity", "nll", "word_perplexity", "byte_perplexity", "bits_per_byte", "loss"})
 THROUGHPUT_METRICS = frozenset({"tokens_per_s", "latency_s", "time_s", "throughput"})
-
-# When a task reports several metrics, the main table shows the first of these it has.
-PRIMARY_PREFERENCE: tuple[str, ...] = ("acc", "acc_norm", "exact_match", "f1", "mcc", "perplexity")
 
 QUANTITY_LABELS: dict[str, str] = {
     "tokens_per_s": "tokens/s",
@@ -112,15 +98,10 @@ def unit_suffix(base: str) -> str:
     return ""
 
 
-def task_label(task: str) -> str:
-    spec = SPECS_BY_NAME.get(task)
-    return spec.label if spec is not None else TASK_LABELS.get(task, task)
-
-
-def metric_label(task: str, base: str, direction: str = "higher") -> str:
+def metric_label(task_label: str, base: str, direction: str = "higher") -> str:
     """Column header for a task's metric, with its unit and an arrow where lower is better."""
     arrow = " ↓" if direction == "lower" else ""
-    return f"{task_label(task)} {base}{unit_suffix(base)}{arrow}"
+    return f"{task_label} {base}{unit_suffix(base)}{arrow}"
 
 
 def quantity_label(base: str) -> str:

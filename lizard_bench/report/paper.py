@@ -15,7 +15,7 @@ from io import StringIO
 
 import pandas as pd
 
-from lizard_bench.report.metrics import PAPER_METRIC, PAPER_TASKS, format_number, task_label
+from lizard_bench.report.metrics import PAPER_TASKS, format_number
 from lizard_bench.report.tables import MISSING, Table
 
 # Normalized model name (hub organisation dropped, lower case) -> the paper's base model name.
@@ -65,11 +65,11 @@ def paper_row(model: str, variant: str) -> pd.Series | None:
 
 def paper_vs_run_table(frame: pd.DataFrame) -> Table | None:
     """Per matched (model, variant, task): the published value, this run's, and the difference in points."""
-    scalar = frame[frame["task"].isin(PAPER_TASKS) & (frame["metric"] == frame["base_metric"])]
+    # a paper task's headline metric is the one the paper reports (Task.paper_metric)
+    scalar = frame[frame["task"].isin(PAPER_TASKS) & (frame["metric"] == frame["base_metric"])
+                   & frame["headline"]]
     matched = []
     for record in scalar.to_dict("records"):
-        if record["metric"] != PAPER_METRIC[record["task"]]:
-            continue
         row = paper_row(record["model"], record["variant"])
         if row is None or pd.isna(row[record["task"]]):
             continue
@@ -77,7 +77,7 @@ def paper_vs_run_table(frame: pd.DataFrame) -> Table | None:
         ok = record["status"] == "ok"
         measured = record["value"] * 100 if ok else None
         raw = {"model": record["model"], "variant": record["variant"], "run": record["run"],
-               "paper row": f"{row['model']} (Table {row['table']})", "task": task_label(record["task"]),
+               "paper row": f"{row['model']} (Table {row['table']})", "task": record["task_label"],
                "metric": record["metric"], "paper (%)": published,
                "this run (%)": measured if ok else record["status"],
                "Δ (points)": measured - published if ok else None}

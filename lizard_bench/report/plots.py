@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from lizard_bench.report.loading import row_keys
+from lizard_bench.report.loading import row_keys, task_labels
 from lizard_bench.report.metrics import (
     EFFICIENCY_TASKS,
     LONG_CONTEXT_TASKS,
@@ -26,7 +26,6 @@ from lizard_bench.report.metrics import (
     display_scale,
     is_fraction,
     quantity_label,
-    task_label,
 )
 from lizard_bench.report.tables import is_noisy, ordered_rows, primary_columns
 
@@ -130,20 +129,21 @@ def task_scores_figure(frame: pd.DataFrame, style: SeriesStyle) -> Figure | None
     other_columns = [c for c in columns if not is_fraction(c[1])]
     panels = ([fraction_columns] if fraction_columns else []) + [[c] for c in other_columns]
     by_key = {(*(r[k] for k in keys), r["task"], r["metric"]): r for r in scalar.to_dict("records")}
+    task_names = task_labels(scalar)
 
     with matplotlib.rc_context(STYLE):
         widths = [max(len(panel), 1) * max(len(rows), 2) * 0.35 + 0.8 for panel in panels]
         figure = Figure(figsize=(max(5.0, sum(widths) + 1.0), 4.6), layout="constrained")
         axes = figure.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": widths})[0]
         for ax, panel in zip(axes, panels, strict=True):
-            _bars(ax, panel, rows, keys, by_key, style)
+            _bars(ax, panel, rows, keys, by_key, task_names, style)
         handles, labels = axes[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncols=min(len(rows), 3), frameon=False)
         figure.suptitle("Scores per task and variant")
     return figure
 
 
-def _bars(ax, panel, rows, keys, by_key, style: SeriesStyle) -> None:
+def _bars(ax, panel, rows, keys, by_key, labels: dict[str, str], style: SeriesStyle) -> None:
     width = min(0.8 / len(rows), 0.3)
     positions = np.arange(len(panel))
     start = -width * len(rows) / 2
@@ -171,7 +171,7 @@ def _bars(ax, panel, rows, keys, by_key, style: SeriesStyle) -> None:
     # proxy artists so the legend has one entry per row even if its first bar failed
     for row in rows:
         ax.bar([np.nan], [np.nan], label=series_label(row, keys), **style.bar(*row))
-    ax.set_xticks(positions, [task_label(task) for task, _, _ in panel])
+    ax.set_xticks(positions, [labels[task] for task, _, _ in panel])
     ax.grid(axis="x", visible=False)
     task, metric, direction = panel[0]
     if is_fraction(metric):
@@ -181,7 +181,7 @@ def _bars(ax, panel, rows, keys, by_key, style: SeriesStyle) -> None:
                      else "Retrieval exact match")
     else:
         ax.set_ylabel(f"{metric}  {'↓ lower' if direction == 'lower' else '↑ higher'} is better")
-        ax.set_title(f"{task_label(task)} {metric}")
+        ax.set_title(f"{labels[task]} {metric}")
         ax.margins(y=0.15)
 
 
@@ -350,7 +350,7 @@ def heatmap_figure(frame: pd.DataFrame, task: str) -> Figure | None:
         for ax in list(axes.flat)[len(groups):]:
             ax.set_visible(False)
         figure.colorbar(image, ax=axes, label="exact match (%)", shrink=0.9)
-        figure.suptitle(f"{task_label(task)} retrieval: exact match by length and depth (grey = no result)")
+        figure.suptitle(f"{points['task_label'].iloc[0]} retrieval: exact match by length and depth (grey = no result)")
     return figure
 
 

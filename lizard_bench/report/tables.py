@@ -14,21 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from lizard_bench.efficiency.load import NOISY_CORES
-from lizard_bench.report.loading import row_keys
+from lizard_bench.report.loading import row_keys, task_labels
 from lizard_bench.report.metrics import (
     EFFICIENCY_TASKS,
     FIVE_TASKS,
     LONG_CONTEXT_TASKS,
-    PAPER_METRIC,
     PAPER_TASKS,
-    PRIMARY_PREFERENCE,
     TEACHER_VARIANT,
     display_scale,
     format_number,
     is_fraction,
     metric_label,
     quantity_label,
-    task_label,
 )
 
 MISSING = "—"  # nothing was measured for this cell (as opposed to a measurement that failed)
@@ -73,6 +70,7 @@ def main_table(frame: pd.DataFrame) -> Table | None:
     keys = row_keys(frame)
     columns = primary_columns(scalar)
     primary = {task: metric for task, metric, _ in columns}
+    labels = task_labels(scalar)
     cells = _cells(scalar, keys)
     rows = ordered_rows(scalar, keys)
     has_paper_tasks = any(task in PAPER_TASKS for task, _, _ in columns)
@@ -85,7 +83,7 @@ def main_table(frame: pd.DataFrame) -> Table | None:
         text = dict(raw)
         row_cells = {}
         for task, metric, direction in columns:
-            label = metric_label(task, metric, direction)
+            label = metric_label(labels[task], metric, direction)
             cell = cells.get((*row, task, metric))
             row_cells[task] = cell
             raw[label] = cell.raw if cell else None
@@ -119,12 +117,11 @@ def main_table(frame: pd.DataFrame) -> Table | None:
 
 
 def primary_columns(scalar: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """(task, metric, direction) for each task: the paper's metric where it has one, else a preferred one."""
+    """(task, metric, direction) for each task: its headline metric, or the first it reported if that is missing."""
     columns = []
     for task, group in scalar.groupby("task", sort=False):
-        metrics = list(dict.fromkeys(group["metric"]))
-        preferred = [PAPER_METRIC[task]] if task in PAPER_METRIC else []
-        metric = next((m for m in [*preferred, *PRIMARY_PREFERENCE] if m in metrics), sorted(metrics)[0])
+        headline = group[group["headline"]]
+        metric = (headline if not headline.empty else group)["metric"].iloc[0]
         direction = group.loc[group["metric"] == metric, "direction"].iloc[0]
         columns.append((task, metric, direction))
     return sorted(columns, key=lambda column: _task_order(*column[:2]))
@@ -199,12 +196,13 @@ def all_metrics_table(frame: pd.DataFrame) -> Table | None:
         key=lambda c: (_task_order(c[0], c[1]), c[1]),
     )
     by_key = {(*(r[k] for k in keys), r["task"], r["metric"]): r for r in scalar.to_dict("records")}
+    labels = task_labels(scalar)
     raw_rows, text_rows = [], []
     for row in ordered_rows(scalar, keys):
         raw = dict(zip(keys, row, strict=True))
         text = dict(raw)
         for task, metric, direction in columns:
-            label = metric_label(task, metric, direction)
+            label = metric_label(labels[task], metric, direction)
             record = by_key.get((*row, task, metric))
             raw[label], text[label] = _value_with_error(record)
         raw_rows.append(raw)
@@ -245,6 +243,7 @@ def efficiency_table(frame: pd.DataFrame) -> Table | None:
     by_key = {(*(r[k] for k in keys), int(r["context_length"]), r["task"], r["base_metric"]): r
               for r in points.to_dict("records")}
     lengths = sorted(int(n) for n in points["context_length"].unique())
+    labels = task_labels(points)
     raw_rows, text_rows = [], []
     for row in ordered_rows(points, keys):
         for length in lengths:
@@ -254,7 +253,7 @@ def efficiency_table(frame: pd.DataFrame) -> Table | None:
             raw = {**dict(zip(keys, row, strict=True)), "context length": length}
             text = dict(raw)
             for (task, base), record in zip(columns, records, strict=True):
-                label = quantity_label(base) if task == "memory" else f"{task_label(task)} {quantity_label(base)}"
+                label = quantity_label(base) if task == "memory" else f"{labels[task]} {quantity_label(base)}"
                 raw[label], text[label] = _value_with_error(record) if record else (None, MISSING)
                 if record is not None and record["status"] == "ok":
                     text[label] = text[label].split(" ± ")[0] + (NOISY_MARK if is_noisy(record) else "")

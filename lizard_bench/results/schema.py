@@ -4,6 +4,11 @@ Records are the only thing reports and regression checks read, so each one carri
 to be trusted on its own: which code, library versions, device and kernel backend produced
 it, with which seed and config. The schema is versioned and validated on read, so a
 truncated or hand-edited file is rejected loudly instead of becoming a wrong table.
+
+Records also carry what their task declares about the value, so a report can show a task it
+has never heard of: the task's label, the metric's direction, and whether the metric is the
+task's headline (see :class:`Record`). Version 1 records lack the label and headline; they still
+load, and the report takes both from the registered task instead.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 from lizard_bench.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 2 added task_label and headline
 STATUSES = ("ok", "unavailable", "error", "oom", "timeout")
 DIRECTIONS = ("higher", "lower")
 
@@ -26,7 +32,18 @@ class RecordError(InputError, ValueError):
 
 @dataclass
 class Record:
-    """One measured value. ``value`` is None unless ``status`` is 'ok'; ``reason`` says why."""
+    """One measured value. ``value`` is None unless ``status`` is 'ok'; ``reason`` says why.
+
+    What the task declares about the value, copied into each record by the runner:
+
+    - ``task_label``: the task's name for tables and figures (``Task.label``).
+    - ``direction``: 'higher' or 'lower' is better, the task's ``metrics[base metric]``.
+    - ``headline``: whether the metric (the part before any '@') is the one a one-column view
+      shows for the task (``Task.headline_metric``: its ``paper_metric``, else its first metric).
+
+    ``task_label`` and ``headline`` are None in records written before schema version 2 (and in
+    hand-made ones); readers then ask the task registry.
+    """
 
     model: str
     variant: str
@@ -36,6 +53,8 @@ class Record:
     status: str = "ok"
     stderr: float | None = None
     direction: str = "higher"
+    task_label: str | None = None
+    headline: bool | None = None
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -62,8 +81,9 @@ class Record:
         if not isinstance(data, dict):
             raise RecordError(f"{source}: a record must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise RecordError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            raise RecordError(f"{source}: schema_version {version!r} is not supported (expected one of "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -84,6 +104,10 @@ class Record:
             raise RecordError(f"{source}: 'status' must be one of {', '.join(STATUSES)}, got {self.status!r}")
         if self.direction not in DIRECTIONS:
             raise RecordError(f"{source}: 'direction' must be higher or lower, got {self.direction!r}")
+        if self.task_label is not None and (not isinstance(self.task_label, str) or not self.task_label):
+            raise RecordError(f"{source}: 'task_label' must be a non-empty string or null, got {self.task_label!r}")
+        if self.headline is not None and not isinstance(self.headline, bool):
+            raise RecordError(f"{source}: 'headline' must be true, false or null, got {self.headline!r}")
         if self.status == "ok":
             if not _is_finite_number(self.value):
                 raise RecordError(f"{source}: an 'ok' record needs a finite numeric 'value', got {self.value!r}")

@@ -1,8 +1,10 @@
-"""What a task is: a name, a suite, metrics with a direction, a data source, and a ``run``.
+"""What a task is: a name and label, a suite, metrics with a direction, a data source, and a ``run``.
 
 A task receives a :class:`ModelHandle` (the model as one variant sees it) and a
 :class:`TaskContext` (seed, limit, budgets, corpus access) and returns metric values; the
-runner turns them into records with provenance. A task whose data cannot be had raises
+runner turns them into records with provenance and with what the task declares about each
+value (its label, the metric's direction, whether it is the headline metric), which is all a
+report needs to show a new task. A task whose data cannot be had raises
 :class:`TaskUnavailable`, which becomes an 'unavailable' record with the reason rather than a
 crash or a silent gap in a table.
 """
@@ -99,11 +101,19 @@ class Task(ABC):
     """Subclass, set the class attributes, implement :meth:`run`, and decorate with ``@register_task``."""
 
     name: ClassVar[str]
+    label: ClassVar[str]  # the task's name in tables and figures ("ARC-c", "Passkey")
     suite: ClassVar[str]
-    metrics: ClassVar[dict[str, str]]  # metric name -> 'higher' or 'lower' is better
+    # metric name -> 'higher' or 'lower' is better; the first is the headline unless paper_metric names another
+    metrics: ClassVar[dict[str, str]]
+    paper_metric: ClassVar[str | None] = None  # the metric the paper's tables report for this task, if any
     data_source: ClassVar[str]
     description: ClassVar[str] = ""
     default_options: ClassVar[dict[str, Any]] = {}  # every option a suite may set under task_options.<name>
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric a one-column view shows for this task (the report's main table and score bars)."""
+        return self.paper_metric or next(iter(self.metrics))
 
     def data_status(self, config: SuiteConfig) -> str | None:
         """None when the data is available; otherwise one line saying why not."""

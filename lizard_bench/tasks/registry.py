@@ -27,9 +27,15 @@ def register_task(cls: type[Task]) -> type[Task]:
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise ValueError(f"task name {cls.name!r} is registered twice ({existing.__module__} and {cls.__module__})")
+    if not isinstance(getattr(cls, "label", None), str) or not cls.label:
+        raise ValueError(f"task {cls.name!r}: set label, the name tables and figures show for it")
+    if not cls.metrics:
+        raise ValueError(f"task {cls.name!r}: declare at least one metric")
     for metric, direction in cls.metrics.items():
         if direction not in ("higher", "lower"):
             raise ValueError(f"task {cls.name!r}: metric {metric!r} direction must be 'higher' or 'lower'")
+    if cls.paper_metric is not None and cls.paper_metric not in cls.metrics:
+        raise ValueError(f"task {cls.name!r}: paper_metric {cls.paper_metric!r} is not one of its metrics")
     _REGISTRY[cls.name] = cls
     return cls
 

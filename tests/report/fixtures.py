@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lizard_bench.results import Record, RunStore
 from lizard_bench.results.store import safe_name
+from lizard_bench.tasks import get_task
 
 FIXTURE_MODEL = "unsloth/Llama-3.2-1B"  # maps to the paper's Llama-3.2-1B rows
 VARIANTS = ("softmax", "lizard", "lolcats")
@@ -51,8 +52,10 @@ PROVENANCE = {
 def record(variant: str, task: str, metric: str, value: float | None, *, status: str = "ok",
            direction: str = "higher", stderr: float | None = None, details: dict | None = None,
            model: str = FIXTURE_MODEL) -> Record:
+    declared = get_task(task)  # label and headline as the runner records them
     return Record(model=model, variant=variant, task=task, metric=metric, value=value, status=status,
-                  direction=direction, stderr=stderr, details=details or {},
+                  direction=direction, task_label=declared.label,
+                  headline=metric.split("@")[0] == declared.headline_metric, stderr=stderr, details=details or {},
                   reason=None if status == "ok" else f"fixture: {status}", provenance=dict(PROVENANCE))
 
 
