@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 import torch
@@ -76,7 +76,7 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
 
 
 def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
-           prefill_chunk: int | None, results: multiprocessing.Queue) -> None:
+           prefill_chunk: int | None, results: Connection) -> None:
     try:
         build, args, kwargs = rebuild
         handle = build(*args, **kwargs)
@@ -96,10 +96,10 @@ def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed
         workloads.decode(model, cache, token, decode_steps)
         peak = measure.peak_rss_bytes()
         decode = DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid())
-        results.put(("ok", MemoryPoint(prefill, decode, CPU_METHOD, time.perf_counter() - start)))
+        results.send(("ok", MemoryPoint(prefill, decode, CPU_METHOD, time.perf_counter() - start)))
     except BaseException as error:  # report every failure to the parent, including MemoryError
         status = "oom" if measure.is_out_of_memory(error) else "error"
-        results.put((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
+        results.send((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
 
 
 def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_steps: int, seed: int,
@@ -111,9 +111,10 @@ def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_ste
     bounds the child.
     """
     context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue = context.Queue()
+    # a pipe, not a Queue: a Queue's semaphores outlive the child and the interpreter warns about them at exit
+    results, child_end = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(rebuild, length, batch_size, decode_steps, seed, prefill_chunk,
-                                                   results))
+                                                   child_end))
     process.start()
     deadline = time.monotonic() + timeout_s
     try:
@@ -122,6 +123,8 @@ def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_ste
         if process.is_alive():
             process.kill()
         process.join()
+        results.close()
+        child_end.close()
     if status == "ok":
         return payload
     if status in ("oom", "timeout"):
@@ -129,17 +132,15 @@ def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_ste
     raise RuntimeError(f"memory measurement failed in the child process: {payload}")
 
 
-def _wait_for_result(process, results: multiprocessing.Queue, deadline: float) -> tuple[str, Any]:
+def _wait_for_result(process, results: Connection, deadline: float) -> tuple[str, Any]:
     """Poll so that a child killed by the kernel's OOM killer is noticed at once, not at the timeout."""
     while time.monotonic() < deadline:
-        try:
-            return results.get(timeout=1.0)
-        except queue.Empty:
-            if not process.is_alive():
-                try:
-                    return results.get(timeout=1.0)  # it may have reported just before exiting
-                except queue.Empty:
-                    killed = process.exitcode == -signal.SIGKILL
-                    reason = f"child process died (exit code {process.exitcode})"
-                    return ("oom" if killed else "error"), reason + (": killed, likely out of memory" if killed else "")
+        if results.poll(1.0):
+            return results.recv()
+        if not process.is_alive():
+            if results.poll(1.0):  # it may have reported just before exiting
+                return results.recv()
+            killed = process.exitcode == -signal.SIGKILL
+            reason = f"child process died (exit code {process.exitcode})"
+            return ("oom" if killed else "error"), reason + (": killed, likely out of memory" if killed else "")
     return "timeout", "memory point did not finish within its time budget"
