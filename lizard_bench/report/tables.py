@@ -354,14 +354,11 @@ def write_table(table: Table, out_dir: Path) -> dict[str, Path]:
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub-flavoured pipe table with the notes below it; numbers right-aligned."""
-    frame = table.display
-    header = [str(c) for c in frame.columns]
-    align = ["---" if c in table.keys else "---:" for c in frame.columns]
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_md_cell(str(v)) for v in row) + " |")
-    return "\n\n".join(["\n".join(lines), *table.notes])
+    """A GitHub-flavoured pipe table (pandas, through tabulate) with the notes below it; numbers right-aligned."""
+    frame = table.display.rename(columns=lambda c: _md_cell(str(c))).map(lambda v: _md_cell(str(v)))
+    align = ["left" if c in table.keys else "right" for c in table.display.columns]
+    body = frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return "\n\n".join([body, *table.notes])
 
 
 def to_latex(table: Table) -> str:

@@ -108,8 +108,12 @@ def test_three_formats_written(frame, tmp_path):
     assert lolcats["MMLU acc (%)"] == "error"
     assert math.isclose(float(lolcats["PIQA acc (%)"]), 74.6)
     markdown = paths["md"].read_text()
-    assert markdown.startswith("## Results\n\n| model | variant | PIQA acc (%) |")
-    assert f"| {FIXTURE_MODEL} | lolcats | 74.6 |" in markdown
+    assert markdown.startswith("## Results\n\n| model ")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|")]
+    assert rows[0][:3] == ["model", "variant", "PIQA acc (%)"]
+    assert rows[1][0].startswith(":-") and rows[1][2].endswith("-:"), "names left, numbers right"
+    assert [FIXTURE_MODEL, "lolcats", "74.6"] in [row[:3] for row in rows]
     latex = paths["tex"].read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex
     assert "acc\\_norm (\\%)" in latex and "$\\downarrow$" in latex
