@@ -50,6 +50,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
+def apply_rope_pair(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """RoPE on q [B, T, H, D] and k [B, T, Hkv, D] as one tensor: half the elementwise calls, which a decode
+    step pays in every layer for every token."""
+    both = apply_rope(torch.cat([q, k], dim=2), cos, sin)
+    return both[:, :, : q.shape[2]], both[:, :, q.shape[2] :]
+
+
 def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     """[B, T, Hkv, D] -> [B, T, Hkv * groups, D] (query head h reads KV head h // groups)."""
     return x if groups == 1 else x.repeat_interleave(groups, dim=2)
@@ -200,9 +207,22 @@ class LizardAttention(nn.Module):
         if linear is None:
             return window_out
         if combine == "convex":
-            sinks_share = torch.exp(torch.logsumexp(self.sink_logits.float(), dim=-1) - lse)  # [B, T, H]
+            sinks_share = torch.exp(self._sinks_log_total() - lse)  # [B, T, H]
             return window_out + sinks_share[..., None].to(linear.dtype) * linear
         return linear + self.alpha.view(1, 1, -1, 1).to(linear.dtype) * window_out
+
+    def _sinks_log_total(self) -> torch.Tensor:
+        """log Σ_r e^{t_r} per head [H], float32; outside autograd kept until the sink logits change.
+
+        Why: it is a constant between optimizer steps, and decoding would recompute it in every layer per token.
+        """
+        logits = self.sink_logits
+        if torch.is_grad_enabled():
+            return torch.logsumexp(logits.float(), dim=-1)
+        key = (logits.data_ptr(), logits._version, logits.dtype, logits.device)
+        if getattr(self, "_sinks_key", None) != key:
+            self._sinks_key, self._sinks_total = key, torch.logsumexp(logits.float(), dim=-1)
+        return self._sinks_total
 
     def _linear(self, q, k, v, log_gate, state, initial=None, normalize: bool = True, real=None) -> torch.Tensor:
         """Gated linear attention over Hedgehog features (k, v already broadcast to query heads).
@@ -240,7 +260,7 @@ class LizardAttention(nn.Module):
         """
         if self.config.window_rope:
             cos, sin = position_embeddings
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = apply_rope_pair(q, k, cos, sin)
         anchors = self._anchors(k, v, state, real) if self.config.num_anchors else None
         key_real = real
         if state is not None:

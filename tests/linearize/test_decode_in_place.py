@@ -12,6 +12,7 @@ import torch
 from lizard_bench.linearize import LizardCacheLayer
 from lizard_bench.linearize.prefill import prefill_in_chunks
 from tests.linearize.test_chunked_prefill import ATOL, RTOL, VARIANTS, model_for
+from tests.tiny_models import linearized_tiny_llama
 
 
 def lizard_layers(cache) -> list[LizardCacheLayer]:
@@ -49,3 +50,14 @@ def test_decode_steps_allocate_no_new_state():
     assert [(layer.gla.S.data_ptr(), layer.gla.z.data_ptr(), layer.buffers["k"].data_ptr())
             for layer in layers] == held
     assert all(layer.window_state()["k"].shape[1] == 4 for layer in layers), "window 5: the last 4 keys are held"
+
+
+def test_the_sinks_normaliser_kept_for_decoding_follows_the_sink_logits():
+    """Kept between calls outside autograd, it must change when the logits do (a training step, a load)."""
+    module = next(m for m in linearized_tiny_llama("lizard").modules() if hasattr(m, "sink_logits"))
+    with torch.no_grad():
+        first = module._sinks_log_total().clone()
+        module.sink_logits.add_(1.5)
+        after = module._sinks_log_total()
+    assert torch.allclose(after, first + 1.5)
+    assert torch.equal(after, torch.logsumexp(module.sink_logits.float(), dim=-1))
