@@ -4,8 +4,9 @@
 tuples, ``dict[str, X]``, nested dataclasses, enums) and refuses unknown keys, wrong types (a
 bool is not an int; an int is a float) and missing required fields, naming the dotted key and,
 given each key's line (:func:`lizard_bench.config.read_yaml`), the file and line. A range check is field
-metadata (``field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1"))``); a check
-across fields belongs in the caller or the dataclass's ``__post_init__``.
+metadata (``field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1"))``, or the common
+:func:`at_least` and :func:`distinct`); a check across fields belongs in the caller or the
+dataclass's ``__post_init__``.
 """
 
 from __future__ import annotations
