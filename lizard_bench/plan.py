@@ -11,7 +11,7 @@ and recipe only: whether the base weights match is known once the weights are ha
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ def size_from_name(model: str) -> float | None:
 
 def _task_tokens(config: SuiteConfig, task) -> float:
     """Scored tokens of one unit of ``task``, roughly (the limit caps lm-eval tasks' examples)."""
-    options = task.suite_options(config)
+    options = asdict(task.suite_options(config))
     lengths = options.get("lengths")
     if task.name == "corpus_perplexity":
         return float(config.perplexity.max_tokens)

@@ -112,18 +112,10 @@ def selected_tasks(config: SuiteConfig) -> list[Task]:
     Options for a known task that this run does not select (``--task`` picked a subset) are ignored.
     """
     tasks = [resolve_task(name, config) for name in expand_task_names(config.tasks)]
-    by_name = {task.name: task for task in tasks}
-    for task_name, options in config.task_options.items():
-        if task_name not in by_name:
-            resolve_task(task_name, config)  # an unknown name is a typo even when unselected
-            continue
-        task = by_name[task_name]
-        unknown = sorted(set(options) - set(task.default_options))
-        if unknown:
-            known = ", ".join(sorted(task.default_options)) or "none"
-            raise ConfigError(f"unknown option(s) {', '.join(unknown)} for task {task_name!r} (known: {known})")
+    for task_name in [name for name in config.task_options if name not in {task.name for task in tasks}]:
+        resolve_task(task_name, config)  # an unknown name is a typo even when unselected
     for task in tasks:
-        task.suite_options(config)
+        task.suite_options(config)  # its Options, built strictly: unknown keys and wrong values fail here
     return tasks
 
 
@@ -223,7 +215,7 @@ def input_lengths(config: SuiteConfig, tasks: list[Task], train: Any) -> dict[st
     if train is not None:
         lengths["training seq_len"] = train.seq_len
     for task in tasks:
-        task_lengths = task.suite_options(config).get("lengths")
+        task_lengths = getattr(task.suite_options(config), "lengths", None)
         if task_lengths:
             lengths[f"{task.name}.lengths"] = max(task_lengths)
     return lengths

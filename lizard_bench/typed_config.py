@@ -4,8 +4,9 @@
 tuples, ``dict[str, X]``, nested dataclasses, enums) and refuses unknown keys, wrong types (a
 bool is not an int; an int is a float) and missing required fields, naming the dotted key and,
 given each key's line (:func:`lizard_bench.config.read_yaml`), the file and line. A range check is field
-metadata (``field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1"))``); a check
-across fields belongs in the caller or the dataclass's ``__post_init__``.
+metadata (``field(default=1, metadata=rule(lambda v: v >= 1, "must be >= 1"))``, or the common
+:func:`at_least` and :func:`distinct`); a check across fields belongs in the caller or the
+dataclass's ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ def rule(test: Any, says: str) -> dict[str, Any]:
     return {_RULE: (test, says)}
 
 
+def at_least(low: float) -> dict[str, Any]:
+    """Field metadata: a number >= ``low`` (or null, where the type allows it)."""
+    return rule(lambda value: value is None or value >= low, f"must be >= {low:g}")
+
+
+def distinct(low: float | None = None, high: float | None = None, *, empty: bool = False) -> dict[str, Any]:
+    """Field metadata: a list (or null) of distinct items within [low, high] where given; non-empty unless ``empty``."""
+    within = "" if low is None else f" >= {low:g}" if high is None else f" in [{low:g}, {high:g}]"
+
+    def test(items: Any) -> bool:
+        return items is None or ((empty or len(items) > 0) and len(set(items)) == len(items) and all(
+            (low is None or item >= low) and (high is None or item <= high) for item in items))
+    return rule(test, f"must be a{'' if empty else ' non-empty'} list of distinct values{within}")
+
+
 class _Problem(Exception):
     def __init__(self, path: KeyPath, text: str) -> None:
         super().__init__(text)
@@ -45,15 +61,16 @@ def dotted(path: KeyPath) -> str:
 
 
 def build(cls: type[T], data: Any, *, where: str = "", lines: dict[KeyPath, int] | None = None,
-          base: T | None = None, noun: str = "key", error: type[Exception] = ConfigError) -> T:
+          base: T | None = None, noun: str = "key", error: type[Exception] = ConfigError, at: KeyPath = ()) -> T:
     """``cls`` from ``data``, every value checked; keys not in ``data`` keep ``base``'s values (or the defaults).
 
     A mapping for a nested dataclass field is applied over that field's current value, so
     ``stage1: {tokens: 5}`` keeps stage 1's learning rate. Errors are ``error`` (a
-    :class:`ConfigError` unless told), one line: ``where[:line]: what is wrong``.
+    :class:`ConfigError` unless told), one line: ``where[:line]: what is wrong``. ``at`` is where
+    ``data`` sits in its file (``('task_options', 'passkey')``): errors name keys from there.
     """
     try:
-        return _dataclass(cls, data, (), base, noun)
+        return _dataclass(cls, data, at, base, noun)
     except _Problem as problem:
         line = next((lines[problem.path[:n]] for n in range(len(problem.path), 0, -1)
                      if lines and problem.path[:n] in lines), None)
@@ -72,7 +89,7 @@ def _dataclass(cls: type, data: Any, path: KeyPath, base: Any, noun: str) -> Any
     for key in data:
         if key not in fields:
             raise _Problem((*path, key), f"unknown {noun} '{dotted((*path, key))}' (known: "
-                                         f"{', '.join(sorted(fields))})")
+                                         f"{', '.join(sorted(fields)) or 'none'})")
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
     for name, spec in fields.items():

@@ -25,7 +25,7 @@ class CorpusPerplexity(Task):
     data_source = "the suite's corpus, held-out split (default: CPython docs, embedded)"
     description = "Held-out token perplexity in non-overlapping windows of perplexity.seq_len tokens"
 
-    def reads_corpus(self, options: dict) -> bool:
+    def reads_corpus(self, options: object) -> bool:
         return True
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:

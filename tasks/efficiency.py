@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,66 +22,62 @@ from lizard_bench.efficiency import memory, workloads
 from lizard_bench.efficiency.measure import PointSkipped, Timing, cpu_peak_memory_supported, timed
 from lizard_bench.efficiency.sweep import Measured, sweep
 from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
-from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+from lizard_bench.typed_config import at_least, distinct, rule
 
 CPU_LENGTHS = [512, 2048, 8192, 32768]
 GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
 
 
+@dataclass(frozen=True)
+class EfficiencyOptions:
+    """``task_options.prefill`` (``decode``, ``memory``)."""
+
+    lengths: list[int] | None = field(default=None, metadata=distinct(1))  # None: CPU_LENGTHS, or GPU_LENGTHS on CUDA
+    batch_size: int = field(default=1, metadata=at_least(1))
+    decode_tokens: int = field(default=32, metadata=at_least(1))
+    warmup: int = field(default=1, metadata=at_least(0))
+    repeats: int = field(default=3, metadata=at_least(1))  # at most: fewer when the point would pass budget_s
+    # per point; a point predicted or found to take longer is recorded as 'timeout'
+    budget_s: float = field(default=300.0, metadata=rule(lambda s: s > 0, "must be > 0"))
+    # tokens per prefill chunk of a linearized model; None: one shot
+    prefill_chunk: int | None = field(default=DEFAULT_PREFILL_CHUNK, metadata=at_least(1))
+
+
 class EfficiencyTask(Task):
     suite = "efficiency"
     data_source = "synthetic token ids (deterministic by seed); no data needed"
-    default_options = {
-        "lengths": None,  # None: CPU_LENGTHS on CPU, GPU_LENGTHS on CUDA
-        "batch_size": 1,
-        "decode_tokens": 32,
-        "warmup": 1,
-        "repeats": 3,  # at most: fewer when the point would pass budget_s (at least one)
-        "budget_s": 300.0,  # per point; a point predicted or found to take longer is recorded as 'timeout'
-        "prefill_chunk": DEFAULT_PREFILL_CHUNK,  # tokens per prefill chunk of a linearized model; None: one shot
-    }
+    Options = EfficiencyOptions
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "lengths": None if options["lengths"] is None else check.int_list(options, self.name, "lengths"),
-            "batch_size": check.positive_int(options, self.name, "batch_size"),
-            "decode_tokens": check.positive_int(options, self.name, "decode_tokens"),
-            "warmup": check.non_negative_int(options, self.name, "warmup"),
-            "repeats": check.positive_int(options, self.name, "repeats"),
-            "budget_s": check.positive_number(options, self.name, "budget_s"),
-            "prefill_chunk": check.positive_int(options, self.name, "prefill_chunk", allow_none=True),
-        }
-
-    def settings(self, handle: ModelHandle, context: TaskContext) -> dict[str, Any]:
+    def settings(self, handle: ModelHandle, context: TaskContext) -> EfficiencyOptions:
         options = context.options(self)
-        lengths = options["lengths"] or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
+        lengths = options.lengths or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
         if context.limit is not None:
             lengths = sorted(lengths)[: context.limit]
-        chunk = workloads.prefill_chunk_for(handle.model, options["prefill_chunk"])
-        return {**options, "lengths": lengths, "prefill_chunk": chunk}
+        return replace(options, lengths=lengths, prefill_chunk=workloads.prefill_chunk_for(handle.model,
+                                                                                           options.prefill_chunk))
 
-    def shared_details(self, handle: ModelHandle, settings: dict[str, Any]) -> dict[str, Any]:
+    def shared_details(self, handle: ModelHandle, settings: EfficiencyOptions) -> dict[str, Any]:
         return {
-            "batch_size": settings["batch_size"],
+            "batch_size": settings.batch_size,
             "dtype": str(next(handle.model.parameters()).dtype).removeprefix("torch."),
             "device": str(handle.device),
             "kernel_backend": handle.kernel_backend,
             "threads": torch.get_num_threads(),
-            "prefill_chunk": settings["prefill_chunk"],
+            "prefill_chunk": settings.prefill_chunk,
         }
 
-    def ids(self, handle: ModelHandle, settings: dict[str, Any], length: int, seed: int) -> torch.Tensor:
-        return workloads.context_ids(handle.model.config.vocab_size, settings["batch_size"], length, seed,
+    def ids(self, handle: ModelHandle, settings: EfficiencyOptions, length: int, seed: int) -> torch.Tensor:
+        return workloads.context_ids(handle.model.config.vocab_size, settings.batch_size, length, seed,
                                      handle.device)
 
 
-    def warmup(self, settings: dict[str, Any], length: int) -> int:
-        return settings["warmup"] if length == min(settings["lengths"]) else 0
+    def warmup(self, settings: EfficiencyOptions, length: int) -> int:
+        return settings.warmup if length == min(settings.lengths) else 0
 
-    def run_sweep(self, handle: ModelHandle, settings: dict[str, Any], point) -> list[MetricValue]:
-        return sweep(settings["lengths"], list(self.metrics), point, self.shared_details(handle, settings),
-                     settings["budget_s"], desc=f"{self.name} {handle.model_name}/{handle.variant}")
+    def run_sweep(self, handle: ModelHandle, settings: EfficiencyOptions, point) -> list[MetricValue]:
+        return sweep(settings.lengths, list(self.metrics), point, self.shared_details(handle, settings),
+                     settings.budget_s, desc=f"{self.name} {handle.model_name}/{handle.variant}")
 
 
 def _timing_details(timing: Timing, scale: float = 1.0) -> dict[str, float]:
@@ -88,13 +85,13 @@ def _timing_details(timing: Timing, scale: float = 1.0) -> dict[str, float]:
     return {"min": scale / timing.max_s, "max": scale / timing.min_s, "repeats": timing.repeats}
 
 
-def _timed_prefill(handle: ModelHandle, ids: torch.Tensor, settings: dict[str, Any]):
+def _timed_prefill(handle: ModelHandle, ids: torch.Tensor, settings: EfficiencyOptions):
     """One prefill and its wall time; a prefill over the point's budget makes the point a 'timeout'."""
     start = time.perf_counter()
-    cache, token = workloads.prefill(handle.model, ids, settings["prefill_chunk"])
+    cache, token = workloads.prefill(handle.model, ids, settings.prefill_chunk)
     elapsed = time.perf_counter() - start
-    if elapsed > settings["budget_s"]:
-        raise PointSkipped("timeout", f"the prefill took {elapsed:.1f} s, over the {settings['budget_s']:.0f} s budget")
+    if elapsed > settings.budget_s:
+        raise PointSkipped("timeout", f"the prefill took {elapsed:.1f} s, over the {settings.budget_s:.0f} s budget")
     return cache, token, elapsed
 
 
@@ -110,9 +107,9 @@ class Prefill(EfficiencyTask):
 
         def point(length: int) -> Measured:
             ids = self.ids(handle, settings, length, context.seed)
-            timing = timed(lambda: workloads.prefill(handle.model, ids, settings["prefill_chunk"]),
-                           warmup=self.warmup(settings, length), repeats=settings["repeats"],
-                           budget_s=settings["budget_s"], device=handle.device)
+            timing = timed(lambda: workloads.prefill(handle.model, ids, settings.prefill_chunk),
+                           warmup=self.warmup(settings, length), repeats=settings.repeats,
+                           budget_s=settings.budget_s, device=handle.device)
             tokens = ids.numel()
             return Measured({
                 "tokens_per_s": (tokens / timing.median_s, _timing_details(timing, tokens)),
@@ -131,7 +128,7 @@ class Decode(EfficiencyTask):
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         settings = self.settings(handle, context)
-        steps = settings["decode_tokens"]
+        steps = settings.decode_tokens
 
         def point(length: int) -> Measured:
             ids = self.ids(handle, settings, length, context.seed)
@@ -139,9 +136,9 @@ class Decode(EfficiencyTask):
             size = workloads.cache_size(cache)
             # every repeat decodes from the same post-prefill state (a copy), so the context stays L
             timing = timed(lambda: workloads.decode(handle.model, copy.deepcopy(cache), token, steps),
-                           warmup=self.warmup(settings, length), repeats=settings["repeats"],
-                           budget_s=settings["budget_s"] - prefill_s, device=handle.device)
-            tokens = steps * settings["batch_size"]
+                           warmup=self.warmup(settings, length), repeats=settings.repeats,
+                           budget_s=settings.budget_s - prefill_s, device=handle.device)
+            tokens = steps * settings.batch_size
             return Measured({
                 "tokens_per_s": (tokens / timing.median_s, {**_timing_details(timing, tokens), "new_tokens": steps}),
                 "cache_bytes": (size, {}),
@@ -166,18 +163,18 @@ class Memory(EfficiencyTask):
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         settings = self.settings(handle, context)
-        steps = settings["decode_tokens"]
+        steps = settings.decode_tokens
         if handle.device.type != "cuda" and handle.rebuild is None:
             raise TaskUnavailable("CPU memory probes rebuild the model in a child process; this handle cannot")
 
         def point(length: int) -> Measured:
             if handle.device.type == "cuda":
                 result = memory.measure_in_process(handle.model, self.ids(handle, settings, length, context.seed),
-                                                   steps, settings["prefill_chunk"])
+                                                   steps, settings.prefill_chunk)
             else:
-                result = memory.measure_in_child(handle.rebuild, length=length, batch_size=settings["batch_size"],
-                                                 decode_steps=steps, seed=context.seed, timeout_s=settings["budget_s"],
-                                                 prefill_chunk=settings["prefill_chunk"])
+                result = memory.measure_in_child(handle.rebuild, length=length, batch_size=settings.batch_size,
+                                                 decode_steps=steps, seed=context.seed, timeout_s=settings.budget_s,
+                                                 prefill_chunk=settings.prefill_chunk)
             method = {"method": result.method}
             decode = {**method, "decode_tokens": steps, "prefill_residue_bytes": result.decode.residue_bytes}
             return Measured({

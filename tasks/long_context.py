@@ -11,7 +11,8 @@ scored by :mod:`lizard_bench.long_context.scoring`. Prompt building and scoring 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -33,12 +34,58 @@ from lizard_bench.long_context import (
     token_nll,
     trials_per_cell,
 )
-from lizard_bench.long_context import options as check
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+from lizard_bench.typed_config import at_least, distinct, rule
 
-SPLITS = ("heldout", "train")
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192]
 DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """What every length × depth retrieval probe takes."""
+
+    lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS), metadata=distinct(1))
+    depths: list[float] = field(default_factory=lambda: list(DEFAULT_DEPTHS), metadata=distinct(0, 1))  # 0.5: middle
+    trials: int = field(default=5, metadata=at_least(1))  # prompts per (length, depth) cell
+    max_new_tokens: int = field(default=12, metadata=at_least(1))
+
+
+@dataclass(frozen=True)
+class PasskeyOptions(GridOptions):
+    # passkey length in tokens of the model's tokenizer, inclusive range
+    key_tokens: tuple[int, int] = field(default=(5, 8), metadata=rule(
+        lambda pair: 1 <= pair[0] <= pair[1], "must be [low, high] with 1 <= low <= high"))
+    filler: Literal["repeat", "corpus"] = "repeat"  # 'repeat': 'The grass is green. ...' cycled; 'corpus': held-out
+    # passkeys starting within this many tokens of the prompt's end count as 'within the window';
+    # null: the variant's own softmax window (128 for the teacher, Lizard's default)
+    window: int | None = field(default=None, metadata=at_least(1))
+
+
+@dataclass(frozen=True)
+class NeedleOptions(GridOptions):
+    number_digits: int = field(default=7, metadata=at_least(1))
+    # read in order, wrapping around when a context is longer
+    haystack_splits: list[Literal["heldout", "train"]] = field(default_factory=lambda: ["heldout"],
+                                                                metadata=distinct())
+
+
+@dataclass(frozen=True)
+class AssocRecallOptions:
+    pairs: list[int] = field(default_factory=lambda: [4, 16, 64], metadata=distinct(1))
+    # empty: the pairs alone; otherwise pairs spread evenly through filler to each length
+    lengths: list[int] = field(default_factory=list, metadata=distinct(1, empty=True))
+    trials: int = field(default=10, metadata=at_least(1))
+    value_digits: int = field(default=4, metadata=at_least(1))
+    max_new_tokens: int = field(default=8, metadata=at_least(1))
+
+
+@dataclass(frozen=True)
+class LengthExtrapolationOptions:
+    lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096, 8192], metadata=distinct(2))
+    # tokens scored at the end of every window; null scores all but the first
+    tail_tokens: int | None = field(default=256, metadata=at_least(1))
+    windows: int = field(default=4, metadata=at_least(1))  # per length (capped by the suite's limit and the text)
 
 
 @register_task
@@ -49,41 +96,23 @@ class Passkey(Task):
     metrics = {"exact_match": "higher", "exact_match_within_window": "higher", "exact_match_beyond_window": "higher"}
     data_source = "generated (repeated filler sentences, or the suite's held-out corpus text); no download"
     description = "Retrieve a 5-8 token passkey hidden at several depths in contexts of several lengths"
-    default_options = {
-        "lengths": DEFAULT_LENGTHS,
-        "depths": DEFAULT_DEPTHS,
-        "trials": 5,  # passkeys per (length, depth) cell
-        "key_tokens": [5, 8],  # passkey length in tokens of the model's tokenizer, inclusive range
-        "filler": "repeat",  # 'repeat': 'The grass is green. ...' cycled; 'corpus': held-out corpus lines
-        "max_new_tokens": 12,
-        # passkeys starting within this many tokens of the prompt's end count as 'within the window';
-        # null: the variant's own softmax window (128 for the teacher, Lizard's default)
-        "window": None,
-    }
+    Options = PasskeyOptions
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **_grid_options(self.name, options),
-            "key_tokens": check.int_range(options, self.name, "key_tokens"),
-            "filler": check.choice(options, self.name, "filler", ("repeat", "corpus")),
-            "window": check.positive_int(options, self.name, "window", allow_none=True),
-        }
-
-    def reads_corpus(self, options: dict[str, Any]) -> bool:
-        return options["filler"] == "corpus"
+    def reads_corpus(self, options: PasskeyOptions) -> bool:
+        return options.filler == "corpus"
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        filler = (repeated_filler(handle.tokenizer) if options["filler"] == "repeat"
+        filler = (repeated_filler(handle.tokenizer) if options.filler == "repeat"
                   else _corpus_filler(handle, context, ["heldout"]))
         prompts = passkey_prompts(
-            handle.tokenizer, filler, lengths=options["lengths"], depths=options["depths"],
-            trials=trials_per_cell(options["trials"], context.limit), seed=context.seed,
-            key_tokens=options["key_tokens"],
+            handle.tokenizer, filler, lengths=options.lengths, depths=options.depths,
+            trials=trials_per_cell(options.trials, context.limit), seed=context.seed,
+            key_tokens=options.key_tokens,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
         return [*_length_depth_grid(outcomes, {"filler": filler.source}),
-                *_window_split(outcomes, options["window"] or _variant_window(handle))]
+                *_window_split(outcomes, options.window or _variant_window(handle))]
 
 
 @register_task
@@ -94,34 +123,20 @@ class Needle(Task):
     metrics = {"exact_match": "higher"}
     data_source = "the suite's corpus (default: CPython docs, embedded) as haystack, held-out split"
     description = "Find a 'special magic number' sentence at several depths of corpus text of several lengths"
-    default_options = {
-        "lengths": DEFAULT_LENGTHS,
-        "depths": DEFAULT_DEPTHS,
-        "trials": 5,
-        "number_digits": 7,
-        "haystack_splits": ["heldout"],  # read in order, wrapping around when a context is longer
-        "max_new_tokens": 12,
-    }
+    Options = NeedleOptions
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **_grid_options(self.name, options),
-            "number_digits": check.positive_int(options, self.name, "number_digits"),
-            "haystack_splits": check.choice_list(options, self.name, "haystack_splits", SPLITS),
-        }
-
-    def reads_corpus(self, options: dict[str, Any]) -> bool:
+    def reads_corpus(self, options: NeedleOptions) -> bool:
         return True
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        haystack = _corpus_filler(handle, context, options["haystack_splits"])
+        haystack = _corpus_filler(handle, context, options.haystack_splits)
         prompts = needle_prompts(
-            handle.tokenizer, haystack, lengths=options["lengths"], depths=options["depths"],
-            trials=trials_per_cell(options["trials"], context.limit), seed=context.seed,
-            number_digits=options["number_digits"],
+            handle.tokenizer, haystack, lengths=options.lengths, depths=options.depths,
+            trials=trials_per_cell(options.trials, context.limit), seed=context.seed,
+            number_digits=options.number_digits,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
         return _length_depth_grid(outcomes, {"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
 
 
@@ -133,31 +148,16 @@ class AssocRecall(Task):
     metrics = {"exact_match": "higher"}
     data_source = "generated key-value pairs; no download"
     description = "Recall the value of one key among many 'key: value' lines, per number of pairs (and length)"
-    default_options = {
-        "pairs": [4, 16, 64],
-        "lengths": [],  # empty: the pairs alone; otherwise pairs spread evenly through filler to each length
-        "trials": 10,
-        "value_digits": 4,
-        "max_new_tokens": 8,
-    }
-
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "pairs": check.int_list(options, self.name, "pairs"),
-            "lengths": check.int_list(options, self.name, "lengths", allow_empty=True),
-            "trials": check.positive_int(options, self.name, "trials"),
-            "value_digits": check.positive_int(options, self.name, "value_digits"),
-            "max_new_tokens": check.positive_int(options, self.name, "max_new_tokens"),
-        }
+    Options = AssocRecallOptions
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
         prompts = assoc_recall_prompts(
-            handle.tokenizer, repeated_filler(handle.tokenizer), pairs=options["pairs"],
-            lengths=options["lengths"] or [None], trials=trials_per_cell(options["trials"], context.limit),
-            seed=context.seed, value_digits=options["value_digits"],
+            handle.tokenizer, repeated_filler(handle.tokenizer), pairs=options.pairs,
+            lengths=options.lengths or [None], trials=trials_per_cell(options.trials, context.limit),
+            seed=context.seed, value_digits=options.value_digits,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options["max_new_tokens"])
+        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
 
         def per_pairs(o: Outcome) -> tuple[str, dict[str, Any]]:
             pairs, _ = o.prompt.cell
@@ -184,26 +184,15 @@ class LengthExtrapolation(Task):
     metrics = {"perplexity": "lower"}
     data_source = "the suite's corpus (default: CPython docs, embedded), held-out split"
     description = "Held-out perplexity of the same final tokens read with longer and longer context"
-    default_options = {
-        "lengths": [512, 1024, 2048, 4096, 8192],
-        "tail_tokens": 256,  # tokens scored at the end of every window; null scores all but the first
-        "windows": 4,  # windows per length (capped by the suite's limit and by the held-out text)
-    }
+    Options = LengthExtrapolationOptions
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "lengths": check.int_list(options, self.name, "lengths", minimum=2),
-            "tail_tokens": check.positive_int(options, self.name, "tail_tokens", allow_none=True),
-            "windows": check.positive_int(options, self.name, "windows"),
-        }
-
-    def reads_corpus(self, options: dict[str, Any]) -> bool:
+    def reads_corpus(self, options: LengthExtrapolationOptions) -> bool:
         return True
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        lengths, tail = options["lengths"], options["tail_tokens"]
-        windows = trials_per_cell(options["windows"], context.limit)
+        lengths, tail = options.lengths, options.tail_tokens
+        windows = trials_per_cell(options.windows, context.limit)
         corpus = _load_corpus(context)
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
         plan = plan_windows(len(stream), lengths, tail, windows)
@@ -238,16 +227,6 @@ class LengthExtrapolation(Task):
             ))
         progress.close()
         return results
-
-
-def _grid_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options every length × depth retrieval probe takes, checked."""
-    return {
-        "lengths": check.int_list(options, task, "lengths"),
-        "depths": check.fraction_list(options, task, "depths"),
-        "trials": check.positive_int(options, task, "trials"),
-        "max_new_tokens": check.positive_int(options, task, "max_new_tokens"),
-    }
 
 
 def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[MetricValue]:

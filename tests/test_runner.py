@@ -2,14 +2,17 @@
 
 import dataclasses
 import json
+from typing import Literal
 
 import pytest
 
+from lizard_bench import preflight
 from lizard_bench.cli import main
 from lizard_bench.config import ConfigError, load_config
 from lizard_bench.results import RunStore
 from lizard_bench.runner import run_suite
-from lizard_bench.tasks import MetricValue, Task, register_task
+from lizard_bench.tasks import MetricValue, OptionError, Task, register_task
+from lizard_bench.typed_config import distinct, rule
 from tests.tiny_models import save_tiny_llama
 
 
@@ -144,12 +147,66 @@ def test_cli_list(capsys):
 
 def test_unknown_task_options_are_refused(tmp_path, model_dir, corpus_file):
     config = suite(tmp_path, model_dir, corpus_file, task_options={"corpus_perplexity": {"windw": 3}})
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) windw for task 'corpus_perplexity'"):
+    with pytest.raises(OptionError, match=r"unknown option 'task_options\.corpus_perplexity\.windw' \(known: none\)"):
         run_suite(config)
     config = suite(tmp_path, model_dir, corpus_file, task_options={"pasky": {}})
     with pytest.raises(KeyError, match="unknown task 'pasky'"):
         run_suite(config)
     assert not (tmp_path / "results").exists(), "a refused run creates no run directory"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    lengths: list[int] = dataclasses.field(default_factory=lambda: [8, 16], metadata=distinct(1))
+    mode: Literal["fast", "slow"] = "fast"
+    rate: float | None = dataclasses.field(default=None, metadata=rule(lambda p: p is None or 0 <= p <= 1,
+                                                                       "must be in [0, 1]"))
+
+
+@register_task
+class DeclaresOptions(Task):
+    """A test-only task whose options are a declared dataclass."""
+
+    name = "test_declares_options"
+    label = "Declares options"
+    suite = "test"
+    metrics = {"score": "higher"}
+    data_source = "none"
+    Options = SweepOptions
+
+    def run(self, handle, context) -> list[MetricValue]:
+        options = context.options(self)
+        return [MetricValue("score", float(sum(options.lengths)), details={"mode": options.mode})]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ("lenghts: [8]", r"unknown option 'task_options\.test_declares_options\.lenghts' \(known: lengths, mode, rate\)"),
+    ("lengths: '8'", r"'task_options\.test_declares_options\.lengths' must be a list of integers, got '8'"),
+    ("lengths: [8, 8.5]", r"'task_options\.test_declares_options\.lengths\[1\]' must be an integer, got 8\.5"),
+    ("lengths: [8, 8]", r"'task_options\.test_declares_options\.lengths' must be a non-empty list of distinct"),
+    ("rate: 1.5", r"'task_options\.test_declares_options\.rate' must be in \[0, 1\], got 1\.5"),
+    ("mode: medium", r"'task_options\.test_declares_options\.mode' must be one of fast, slow, got 'medium'"),
+])
+def test_task_options_are_built_from_the_declared_dataclass_before_any_model_time(tmp_path, monkeypatch, capsys,
+                                                                                   options, message):
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"tasks: [test_declares_options]\nresults_dir: {tmp_path / 'results'}\n"
+                    f"task_options:\n  test_declares_options:\n    {options}\n")
+    monkeypatch.setattr(preflight, "locate_model", lambda name: pytest.fail("a model was looked up"))
+    with pytest.raises(OptionError, match=message):
+        run_suite(load_config(path))
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "test_declares_options" in err
+    assert not (tmp_path / "results").exists(), "a refused run creates no run directory"
+
+
+def test_declared_task_options_reach_the_task_as_attributes(tmp_path, model_dir, corpus_file):
+    config = suite(tmp_path, model_dir, corpus_file, tasks=["test_declares_options"],
+                   task_options={"test_declares_options": {"lengths": [4, 8, 16], "rate": 1}})
+    assert DeclaresOptions().suite_options(config) == SweepOptions(lengths=[4, 8, 16], rate=1.0)
+    [record] = run_suite(config).records
+    assert record.value == 28.0 and record.details["mode"] == "fast"
 
 
 def test_options_of_tasks_left_out_by_a_task_subset_are_ignored(tmp_path, model_dir, corpus_file):

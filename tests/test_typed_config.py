@@ -10,7 +10,7 @@ import pytest
 
 from lizard_bench.config import read_yaml
 from lizard_bench.errors import ConfigError, InputError
-from lizard_bench.typed_config import build, rule
+from lizard_bench.typed_config import at_least, build, distinct, rule
 
 
 class Colour(enum.Enum):
@@ -99,3 +99,25 @@ def test_errors_are_input_errors_and_carry_the_yaml_line(tmp_path):
     path.write_text("- a\n")
     with pytest.raises(ConfigError, match=r"x\.yaml:1: the top level must be a mapping"):
         read_yaml(path)
+
+
+@dataclass(frozen=True)
+class Ranged:
+    count: int | None = field(default=None, metadata=at_least(1))
+    depths: list[float] = field(default_factory=list, metadata=distinct(0, 1, empty=True))
+    lengths: list[int] = field(default_factory=lambda: [8], metadata=distinct(2))
+
+
+def test_shared_rules_and_keys_named_from_where_the_mapping_sits():
+    assert build(Ranged, {"count": None, "depths": [0, 1]}) == Ranged(None, [0.0, 1.0], [8])
+    at = ("task_options", "probe")
+    lines = {(*at, "count"): 3, (*at, "lengths", 1): 5}
+    for data, message in [
+        ({"count": 0}, r"^suite\.yaml:3: 'task_options\.probe\.count' must be >= 1, got 0$"),
+        ({"depths": [0.5, 0.5]}, r"'task_options\.probe\.depths' must be a list of distinct values in \[0, 1\]"),
+        ({"lengths": []}, r"'task_options\.probe\.lengths' must be a non-empty list of distinct values >= 2, got \[\]"),
+        ({"lengths": [4, "x"]}, r"^suite\.yaml:5: 'task_options\.probe\.lengths\[1\]' must be an integer"),
+        ({"cuont": 1}, r"unknown option 'task_options\.probe\.cuont' \(known: count, depths, lengths\)"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            build(Ranged, data, where="suite.yaml", lines=lines, at=at, noun="option")

@@ -12,13 +12,14 @@ so it happens only when a run names a task the registry does not know.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.errors import first_line
-from lizard_bench.evaluation.lm_eval_task import LM_EVAL_OPTIONS, lm_eval_options, lm_eval_suite_options
-from lizard_bench.long_context import options as check
+from lizard_bench.evaluation.lm_eval_task import LmEvalOptions, lm_eval_suite_options
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
+from lizard_bench.typed_config import at_least
 
 # lm-eval's defaults when a task's YAML lists no metrics (lm_eval.api.task: by output type)
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
@@ -51,12 +52,17 @@ def find_lm_eval_task(name: str, include_path: str | None) -> LmEvalPassthrough 
     return None if entry is None else LmEvalPassthrough(name, include_path, entry.cfg or {})
 
 
+@dataclass(frozen=True)
+class PassthroughOptions(LmEvalOptions):
+    num_fewshot: int | None = field(default=None, metadata=at_least(0))  # None: the task's own, as lm-eval's CLI
+
+
 class LmEvalPassthrough(Task):
     """One lm-eval task, group or tag by its lm-eval name, evaluated as lm-eval defines it."""
 
     suite = "lm_eval"
     data_source = "lm-eval's own loading (the hub, its local cache, or the files a local YAML names)"
-    default_options = {**LM_EVAL_OPTIONS, "num_fewshot": None}  # None: the task's own default, as lm-eval's CLI
+    Options = PassthroughOptions
 
     def __init__(self, name: str, include_path: str | None, task_config: dict[str, Any]) -> None:
         self.name = name
@@ -67,12 +73,7 @@ class LmEvalPassthrough(Task):
         # metric names and directions replace them, since filters add names like 'exact_match,strict-match'
         self.metrics = _declared_metrics(task_config)
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        shots = options["num_fewshot"]
-        return {**lm_eval_options(self.name, {**options, "num_fewshot": 0}),
-                "num_fewshot": None if shots is None else check.non_negative_int(options, self.name, "num_fewshot")}
-
-    def suite_options(self, config: SuiteConfig) -> dict[str, Any]:
+    def suite_options(self, config: SuiteConfig) -> PassthroughOptions:
         return lm_eval_suite_options(self, config)
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
@@ -82,29 +83,29 @@ class LmEvalPassthrough(Task):
         from lizard_bench.evaluation.lm import LizardLM
 
         options = context.options(self)
-        lm = LizardLM.from_handle(handle, batch_size=options["batch_size"], max_length=options["max_length"],
-                                  max_gen_toks=options["max_gen_toks"], add_bos_token=options["add_bos_token"])
+        lm = LizardLM.from_handle(handle, batch_size=options.batch_size, max_length=options.max_length,
+                                  max_gen_toks=options.max_gen_toks, add_bos_token=options.add_bos_token)
         lm_eval_seed(context.seed)
         try:
             loaded = task_manager(self.include_path).load([self.name])
         except (ConnectionError, OSError) as exc:  # offline without a cached copy, or a missing local file
             raise TaskUnavailable(f"lm-eval could not load {self.name!r}: {first_line(exc)}") from None
         for task in loaded["tasks"].values():
-            if options["num_fewshot"] is not None:
-                task.set_config(key="num_fewshot", value=options["num_fewshot"])
+            if options.num_fewshot is not None:
+                task.set_config(key="num_fewshot", value=options.num_fewshot)
             elif task.get_config("num_fewshot") is None:
                 task.set_config(key="num_fewshot", value=0)
             task.set_fewshot_seed(seed=context.seed)
         with bootstrap_in_process():
-            results = evaluate(lm=lm, task_dict=loaded, limit=context.limit, bootstrap_iters=options["bootstrap_iters"],
-                               log_samples=options["log_samples"])
+            results = evaluate(lm=lm, task_dict=loaded, limit=context.limit, bootstrap_iters=options.bootstrap_iters,
+                               log_samples=options.log_samples)
         directions = results.get("higher_is_better", {}).get(self.name, {})
         rows = metric_rows_of(results, self.name)
         self.metrics = {metric: _direction(metric, directions) for metric, _, _ in rows}
         details = {"lm_eval_task": self.name, "include_path": self.include_path, "limit": context.limit,
-                   "num_fewshot": options["num_fewshot"], "scoring": lm.settings(), **lm.truncation_summary(),
+                   "num_fewshot": options.num_fewshot, "scoring": lm.settings(), **lm.truncation_summary(),
                    "examples": sum(int(n.get("effective", 0)) for n in results.get("n-samples", {}).values())}
-        if options["log_samples"]:
+        if options.log_samples:
             details["samples_file"] = str(context.save_samples(handle, self.name, results.get("samples", {})))
         return [MetricValue(metric, value, stderr, details) for metric, value, stderr in rows]
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-import yaml
-
+from lizard_bench.config import read_yaml
 from lizard_bench.report.metrics import metric_kind, split_metric
 from lizard_bench.report.runs import ReportError
+from lizard_bench.typed_config import build, rule
 
 MODES = ("points", "absolute", "relative", "ratio")
 KINDS = ("accuracy", "perplexity", "throughput", "memory", "other")
@@ -103,6 +103,43 @@ class Tolerances:
         return self.defaults[metric_kind(base)]
 
 
+NON_NEGATIVE = rule(lambda amount: amount is None or amount >= 0, "must be a non-negative number")
+
+
+@dataclass(frozen=True)
+class ToleranceSpec:
+    """One tolerance as a file writes it: exactly one of the four modes."""
+
+    points: float | None = field(default=None, metadata=NON_NEGATIVE)
+    absolute: float | None = field(default=None, metadata=NON_NEGATIVE)
+    relative: float | None = field(default=None, metadata=NON_NEGATIVE)
+    ratio: float | None = field(default=None, metadata=rule(lambda r: r is None or 0 < r <= 1,
+                                                            "must be in (0, 1], e.g. 0.8 allows a 20% slowdown"))
+
+    def __post_init__(self) -> None:
+        if sum(getattr(self, mode) is not None for mode in MODES) != 1:
+            raise ValueError(f"must name exactly one of {', '.join(MODES)}, e.g. {{relative: 0.01}}")
+
+    def tolerance(self) -> Tolerance:
+        mode = next(mode for mode in MODES if getattr(self, mode) is not None)
+        return Tolerance(mode, getattr(self, mode))
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    accuracy: ToleranceSpec | None = None
+    perplexity: ToleranceSpec | None = None
+    throughput: ToleranceSpec | None = None
+    memory: ToleranceSpec | None = None
+    other: ToleranceSpec | None = None
+
+
+@dataclass(frozen=True)
+class ToleranceFile:
+    defaults: KindDefaults | None = None
+    metrics: dict[str, ToleranceSpec] | None = None
+
+
 def load_tolerances(path: str | Path | None) -> Tolerances:
     """The built-in defaults when ``path`` is None, else the defaults overridden by the YAML file."""
     if path is None:
@@ -110,45 +147,12 @@ def load_tolerances(path: str | Path | None) -> Tolerances:
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: tolerance file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ReportError(f"{path}{line}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: the top level must be a mapping with 'defaults' and/or 'metrics'")
-    unknown = sorted(set(data) - {"defaults", "metrics"})
-    if unknown:
-        raise ReportError(f"{path}: unknown key(s) {', '.join(map(str, unknown))} (known: defaults, metrics)")
+    data, lines = read_yaml(path, error=ReportError)
+    spec = build(ToleranceFile, data, where=str(path), lines=lines, error=ReportError)
     tolerances = Tolerances(source=str(path))
-    for kind, spec in _mapping(data.get("defaults"), path, "defaults").items():
-        if kind not in KINDS:
-            raise ReportError(f"{path}: unknown metric kind 'defaults.{kind}' (known: {', '.join(KINDS)})")
-        tolerances.defaults[kind] = _tolerance(spec, path, f"defaults.{kind}")
-    for pattern, spec in _mapping(data.get("metrics"), path, "metrics").items():
-        tolerances.overrides.append((str(pattern), _tolerance(spec, path, f"metrics.{pattern}")))
+    for kind in KINDS:
+        given = getattr(spec.defaults, kind, None)
+        if given is not None:
+            tolerances.defaults[kind] = given.tolerance()
+    tolerances.overrides = [(pattern, given.tolerance()) for pattern, given in (spec.metrics or {}).items()]
     return tolerances
-
-
-def _mapping(value, path: Path, name: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ReportError(f"{path}: '{name}' must be a mapping")
-    return value
-
-
-def _tolerance(spec, path: Path, where: str) -> Tolerance:
-    if not isinstance(spec, dict) or len(spec) != 1:
-        raise ReportError(f"{path}: '{where}' must name exactly one of {', '.join(MODES)}, e.g. {{relative: 0.01}}")
-    (mode, amount), = spec.items()
-    if mode not in MODES:
-        raise ReportError(f"{path}: '{where}': unknown tolerance '{mode}' (use one of {', '.join(MODES)})")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
-        raise ReportError(f"{path}: '{where}.{mode}' must be a non-negative number, got {amount!r}")
-    if mode == "ratio" and not 0 < amount <= 1:
-        raise ReportError(f"{path}: '{where}.ratio' must be in (0, 1], e.g. 0.8 allows a 20% slowdown")
-    return Tolerance(mode, float(amount))

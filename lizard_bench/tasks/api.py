@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lizard_bench.config import SuiteConfig
 from lizard_bench.data.corpus import Corpus
+from lizard_bench.errors import ConfigError
+from lizard_bench.typed_config import build
 
 if TYPE_CHECKING:  # annotations only: `lizard-bench list tasks` should not wait for torch and transformers
     import torch
@@ -28,6 +30,15 @@ if TYPE_CHECKING:  # annotations only: `lizard-bench list tasks` should not wait
 
 class TaskUnavailable(RuntimeError):
     """The task's data (or a resource it needs) is not available here; the message says why."""
+
+
+class OptionError(ConfigError):
+    """A task option that is unknown or has a wrong value; the message names the option and what it needs."""
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a task that takes none."""
 
 
 @dataclass
@@ -92,8 +103,8 @@ class TaskContext:
     def limit(self) -> int | None:
         return self.config.limit
 
-    def options(self, task: Task) -> dict[str, Any]:
-        """The task's declared defaults overridden by the suite's ``task_options[task.name]``, checked."""
+    def options(self, task: Task) -> Any:
+        """The task's ``Options``: its declared defaults overridden by the suite's ``task_options[task.name]``."""
         return task.suite_options(self.config)
 
 
@@ -108,7 +119,8 @@ class Task(ABC):
     paper_metric: ClassVar[str | None] = None  # the metric the paper's tables report for this task, if any
     data_source: ClassVar[str]
     description: ClassVar[str] = ""
-    default_options: ClassVar[dict[str, Any]] = {}  # every option a suite may set under task_options.<name>
+    # a dataclass of every option a suite may set under task_options.<name>: type, default and rule per field
+    Options: ClassVar[type] = NoOptions
 
     @property
     def headline_metric(self) -> str:
@@ -119,21 +131,18 @@ class Task(ABC):
         """None when the data is available; otherwise one line saying why not."""
         return None
 
-    def parse_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """``options`` as the task uses them, every value checked (an ``OptionError`` names a wrong one).
-
-        The runner calls this for every selected task before any model loads, so a wrong value
-        (``lengths: [-1]``) is refused in a second rather than after a variant has trained.
-        """
-        return options
-
-    def reads_corpus(self, options: dict[str, Any]) -> bool:
+    def reads_corpus(self, options: Any) -> bool:
         """Whether the task reads the suite's corpus (which is then loaded and checked up front)."""
         return False
 
-    def suite_options(self, config: SuiteConfig) -> dict[str, Any]:
-        """The declared defaults overridden by the suite's ``task_options[self.name]``, parsed."""
-        return self.parse_options({**self.default_options, **config.task_options.get(self.name, {})})
+    def suite_options(self, config: SuiteConfig) -> Any:
+        """:attr:`Options` from the suite's ``task_options[self.name]`` over its defaults, every value checked.
+
+        Preflight calls this for every selected task before any model loads, so an unknown key or a
+        wrong value (``lengths: [-1]``) is an :class:`OptionError` in a second, not after a variant trained.
+        """
+        return build(self.Options, config.task_options.get(self.name, {}), at=("task_options", self.name),
+                     noun="option", error=OptionError)
 
     @abstractmethod
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:

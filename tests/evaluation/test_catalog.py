@@ -58,7 +58,7 @@ def test_every_spec_is_a_registered_task_with_higher_is_better_metrics():
         cls = registered[spec.name]
         assert cls.suite == spec.suite
         assert cls.metrics == {metric: "higher" for metric in spec.metrics}
-        assert cls.default_options["num_fewshot"] == spec.num_fewshot
+        assert cls.Options().num_fewshot == spec.num_fewshot
     assert {s.name: s.paper_metric for s in TASK_SPECS if s.paper_metric} == {
         "piqa": "acc", "arc_easy": "acc", "arc_challenge": "acc_norm", "hellaswag": "acc_norm",
         "winogrande": "acc", "mmlu": "acc"}

@@ -70,4 +70,4 @@ def test_run_wide_lm_eval_settings_reach_every_lm_eval_task():
     config = load_config(None, {"tasks": ["copa", "mmlu"], "lm_eval.num_fewshot": 2, "lm_eval.batch_size": 8})
     for task in selected_tasks(config):
         options = task.suite_options(config)
-        assert options["num_fewshot"] == 2 and options["batch_size"] == 8
+        assert options.num_fewshot == 2 and options.batch_size == 8

@@ -10,10 +10,9 @@ import torch
 from lizard_bench.config import load_config
 from lizard_bench.linearize import linearize
 from lizard_bench.long_context import plan_windows, token_nll
-from lizard_bench.long_context.options import OptionError
 from lizard_bench.results import Record
 from lizard_bench.runner import run_suite
-from lizard_bench.tasks import get_task
+from lizard_bench.tasks import OptionError, get_task
 from tests.long_context.helpers import (
     AnsweringModel,
     fused_character_tokenizer,
