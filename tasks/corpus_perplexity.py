@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from tqdm.auto import tqdm
 
-from lizard_bench.long_context import mean_stderr, token_nll
+from lizard_bench import long_context as probes  # names load on first use: listing tasks stays fast
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, register_task
 
 
@@ -38,7 +37,7 @@ class CorpusPerplexity(Task):
         window_nll = _score_windows(handle, windows, budget.batch_size)
         scored_per_window = budget.seq_len - 1
         mean_nll = sum(window_nll) / (len(window_nll) * scored_per_window)
-        nll_stderr = mean_stderr([w / scored_per_window for w in window_nll])
+        nll_stderr = probes.mean_stderr([w / scored_per_window for w in window_nll])
         details = {
             "corpus": corpus.name,
             "seq_len": budget.seq_len,
@@ -60,14 +59,16 @@ def _windows(token_ids: list[int], seq_len: int, max_tokens: int, limit: int | N
     return [token_ids[i * seq_len : (i + 1) * seq_len] for i in range(count)]
 
 
-@torch.no_grad()
 def _score_windows(handle: ModelHandle, windows: list[list[int]], batch_size: int) -> list[float]:
     """Summed next-token NLL per window (nats)."""
+    import torch
+
     totals: list[float] = []
     progress = tqdm(total=len(windows), desc=f"perplexity {handle.model_name}/{handle.variant}", unit="win")
     for start in range(0, len(windows), batch_size):
         batch = torch.tensor(windows[start : start + batch_size], device=handle.device)
-        totals.extend(token_nll(handle.model, batch).sum(dim=1).tolist())
+        with torch.no_grad():
+            totals.extend(probes.token_nll(handle.model, batch).sum(dim=1).tolist())
         progress.update(batch.shape[0])
         progress.set_postfix(ppl=f"{math.exp(sum(totals) / (len(totals) * (batch.shape[1] - 1))):.3f}")
     progress.close()

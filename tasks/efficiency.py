@@ -14,18 +14,19 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from lizard_bench.efficiency import memory, workloads
-from lizard_bench.efficiency.measure import PointSkipped, Timing, cpu_peak_memory_supported, timed
-from lizard_bench.efficiency.sweep import Measured, sweep
-from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 from lizard_bench.typed_config import at_least, distinct, rule
 
+if TYPE_CHECKING:  # the machinery loads when a probe runs, so listing tasks does not wait for torch
+    import torch
+
+    from lizard_bench.efficiency.measure import Timing
+    from lizard_bench.efficiency.sweep import Measured
+
 CPU_LENGTHS = [512, 2048, 8192, 32768]
+PREFILL_CHUNK = 2048  # linearize.prefill.PREFILL_CHUNK (tests/efficiency checks they agree)
 GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
 
 
@@ -41,7 +42,7 @@ class EfficiencyOptions:
     # per point; a point predicted or found to take longer is recorded as 'timeout'
     budget_s: float = field(default=300.0, metadata=rule(lambda s: s > 0, "must be > 0"))
     # tokens per prefill chunk of a linearized model; None: one shot
-    prefill_chunk: int | None = field(default=DEFAULT_PREFILL_CHUNK, metadata=at_least(1))
+    prefill_chunk: int | None = field(default=PREFILL_CHUNK, metadata=at_least(1))
 
 
 class EfficiencyTask(Task):
@@ -50,6 +51,8 @@ class EfficiencyTask(Task):
     Options = EfficiencyOptions
 
     def settings(self, handle: ModelHandle, context: TaskContext) -> EfficiencyOptions:
+        from lizard_bench.efficiency import workloads
+
         options = context.options(self)
         lengths = options.lengths or (GPU_LENGTHS if handle.device.type == "cuda" else CPU_LENGTHS)
         if context.limit is not None:
@@ -58,6 +61,8 @@ class EfficiencyTask(Task):
                                                                                            options.prefill_chunk))
 
     def shared_details(self, handle: ModelHandle, settings: EfficiencyOptions) -> dict[str, Any]:
+        import torch
+
         return {
             "batch_size": settings.batch_size,
             "dtype": str(next(handle.model.parameters()).dtype).removeprefix("torch."),
@@ -68,14 +73,17 @@ class EfficiencyTask(Task):
         }
 
     def ids(self, handle: ModelHandle, settings: EfficiencyOptions, length: int, seed: int) -> torch.Tensor:
+        from lizard_bench.efficiency import workloads
+
         return workloads.context_ids(handle.model.config.vocab_size, settings.batch_size, length, seed,
                                      handle.device)
-
 
     def warmup(self, settings: EfficiencyOptions, length: int) -> int:
         return settings.warmup if length == min(settings.lengths) else 0
 
     def run_sweep(self, handle: ModelHandle, settings: EfficiencyOptions, point) -> list[MetricValue]:
+        from lizard_bench.efficiency.sweep import sweep
+
         return sweep(settings.lengths, list(self.metrics), point, self.shared_details(handle, settings),
                      settings.budget_s, desc=f"{self.name} {handle.model_name}/{handle.variant}")
 
@@ -87,6 +95,9 @@ def _timing_details(timing: Timing, scale: float = 1.0) -> dict[str, float]:
 
 def _timed_prefill(handle: ModelHandle, ids: torch.Tensor, settings: EfficiencyOptions):
     """One prefill and its wall time; a prefill over the point's budget makes the point a 'timeout'."""
+    from lizard_bench.efficiency import workloads
+    from lizard_bench.efficiency.measure import PointSkipped
+
     start = time.perf_counter()
     cache, token = workloads.prefill(handle.model, ids, settings.prefill_chunk)
     elapsed = time.perf_counter() - start
@@ -103,6 +114,10 @@ class Prefill(EfficiencyTask):
     description = "Prefill latency and tokens/s for a batch of contexts of length L"
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        from lizard_bench.efficiency import workloads
+        from lizard_bench.efficiency.measure import timed
+        from lizard_bench.efficiency.sweep import Measured
+
         settings = self.settings(handle, context)
 
         def point(length: int) -> Measured:
@@ -127,6 +142,10 @@ class Decode(EfficiencyTask):
     description = "Decode tokens/s generating N tokens after a context of length L, and the cache size then"
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        from lizard_bench.efficiency import workloads
+        from lizard_bench.efficiency.measure import timed
+        from lizard_bench.efficiency.sweep import Measured
+
         settings = self.settings(handle, context)
         steps = settings.decode_tokens
 
@@ -157,11 +176,16 @@ class Memory(EfficiencyTask):
                    "temporaries are freed), decode's growth above the post-prefill level, and cache bytes")
 
     def data_status(self, config) -> str | None:
-        if not torch.cuda.is_available() and not cpu_peak_memory_supported():
+        from lizard_bench.efficiency.resident import cpu_peak_memory_supported
+
+        if not cpu_peak_memory_supported() and not _cuda_available():
             return "CPU peak memory needs Linux /proc/self/clear_refs, which this system does not provide"
         return None
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        from lizard_bench.efficiency import memory
+        from lizard_bench.efficiency.sweep import Measured
+
         settings = self.settings(handle, context)
         steps = settings.decode_tokens
         if handle.device.type != "cuda" and handle.rebuild is None:
@@ -185,3 +209,9 @@ class Memory(EfficiencyTask):
             }, result.work_s)
 
         return self.run_sweep(handle, settings, point)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

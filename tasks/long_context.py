@@ -12,30 +12,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from tqdm.auto import tqdm
 
+from lizard_bench import long_context as probes  # names load on first use: listing tasks stays fast
 from lizard_bench.data.corpus import CorpusError
-from lizard_bench.long_context import (
-    Filler,
-    Outcome,
-    accuracy_by,
-    answer_prompts,
-    assoc_recall_prompts,
-    mean_stderr,
-    needle_prompts,
-    passkey_prompts,
-    plan_windows,
-    point,
-    repeated_filler,
-    text_filler,
-    token_nll,
-    trials_per_cell,
-)
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 from lizard_bench.typed_config import at_least, distinct, rule
+
+if TYPE_CHECKING:
+    from lizard_bench.long_context import Filler, Outcome
 
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192]
 DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -103,14 +90,14 @@ class Passkey(Task):
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        filler = (repeated_filler(handle.tokenizer) if options.filler == "repeat"
+        filler = (probes.repeated_filler(handle.tokenizer) if options.filler == "repeat"
                   else _corpus_filler(handle, context, ["heldout"]))
-        prompts = passkey_prompts(
+        prompts = probes.passkey_prompts(
             handle.tokenizer, filler, lengths=options.lengths, depths=options.depths,
-            trials=trials_per_cell(options.trials, context.limit), seed=context.seed,
+            trials=probes.trials_per_cell(options.trials, context.limit), seed=context.seed,
             key_tokens=options.key_tokens,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
+        outcomes = probes.answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
         return [*_length_depth_grid(outcomes, {"filler": filler.source}),
                 *_window_split(outcomes, options.window or _variant_window(handle))]
 
@@ -131,12 +118,12 @@ class Needle(Task):
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
         haystack = _corpus_filler(handle, context, options.haystack_splits)
-        prompts = needle_prompts(
+        prompts = probes.needle_prompts(
             handle.tokenizer, haystack, lengths=options.lengths, depths=options.depths,
-            trials=trials_per_cell(options.trials, context.limit), seed=context.seed,
+            trials=probes.trials_per_cell(options.trials, context.limit), seed=context.seed,
             number_digits=options.number_digits,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
+        outcomes = probes.answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
         return _length_depth_grid(outcomes, {"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
 
 
@@ -152,12 +139,12 @@ class AssocRecall(Task):
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
-        prompts = assoc_recall_prompts(
-            handle.tokenizer, repeated_filler(handle.tokenizer), pairs=options.pairs,
-            lengths=options.lengths or [None], trials=trials_per_cell(options.trials, context.limit),
+        prompts = probes.assoc_recall_prompts(
+            handle.tokenizer, probes.repeated_filler(handle.tokenizer), pairs=options.pairs,
+            lengths=options.lengths or [None], trials=probes.trials_per_cell(options.trials, context.limit),
             seed=context.seed, value_digits=options.value_digits,
         )
-        outcomes = answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
+        outcomes = probes.answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
 
         def per_pairs(o: Outcome) -> tuple[str, dict[str, Any]]:
             pairs, _ = o.prompt.cell
@@ -170,9 +157,9 @@ class AssocRecall(Task):
             return f"exact_match@{length}:{pairs}pairs", {"pairs": pairs, "context_length": length}
 
         return [
-            *accuracy_by(outcomes, lambda o: ("exact_match", {})),
-            *accuracy_by(outcomes, per_pairs),
-            *accuracy_by(outcomes, per_cell),
+            *probes.accuracy_by(outcomes, lambda o: ("exact_match", {})),
+            *probes.accuracy_by(outcomes, per_pairs),
+            *probes.accuracy_by(outcomes, per_cell),
         ]
 
 
@@ -190,12 +177,14 @@ class LengthExtrapolation(Task):
         return True
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        import torch
+
         options = context.options(self)
         lengths, tail = options.lengths, options.tail_tokens
-        windows = trials_per_cell(options.windows, context.limit)
+        windows = probes.trials_per_cell(options.windows, context.limit)
         corpus = _load_corpus(context)
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
-        plan = plan_windows(len(stream), lengths, tail, windows)
+        plan = probes.plan_windows(len(stream), lengths, tail, windows)
         results = []
         fitting = [length for length in lengths if length <= len(stream)]
         progress = tqdm(total=len(plan.ends) * len(fitting), unit="win",
@@ -204,7 +193,7 @@ class LengthExtrapolation(Task):
             base_details = {"context_length": length, "corpus": corpus.name, "heldout_tokens_available": len(stream)}
             if length > len(stream):
                 results.append(MetricValue(
-                    metric=point("perplexity", length), value=None, status="unavailable", details=base_details,
+                    metric=probes.point("perplexity", length), value=None, status="unavailable", details=base_details,
                     reason=f"the held-out split of {corpus.name!r} has {len(stream)} tokens, fewer than {length}",
                 ))
                 continue
@@ -213,12 +202,12 @@ class LengthExtrapolation(Task):
             for end in plan.ends:
                 start, stop = plan.window(end, length)
                 ids = torch.tensor([stream[start:stop]], device=handle.device)
-                window_nll.append(token_nll(handle.model, ids, scored).mean().item())
+                window_nll.append(probes.token_nll(handle.model, ids, scored).mean().item())
                 progress.update(1)
             mean_nll = sum(window_nll) / len(window_nll)
-            nll_stderr = mean_stderr(window_nll)
+            nll_stderr = probes.mean_stderr(window_nll)
             results.append(MetricValue(
-                metric=point("perplexity", length),
+                metric=probes.point("perplexity", length),
                 value=math.exp(mean_nll),
                 # delta method: se(exp(x)) ≈ exp(x) · se(x), windows as the independent samples
                 stderr=None if nll_stderr is None else math.exp(mean_nll) * nll_stderr,
@@ -234,16 +223,16 @@ def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[M
 
     def per_length(o: Outcome) -> tuple[str, dict[str, Any]]:
         length, _ = o.prompt.cell
-        return point("exact_match", length), {"context_length": length}
+        return probes.point("exact_match", length), {"context_length": length}
 
     def per_cell(o: Outcome) -> tuple[str, dict[str, Any]]:
         length, depth = o.prompt.cell
-        return point("exact_match", length, depth), {"context_length": length, "depth": depth}
+        return probes.point("exact_match", length, depth), {"context_length": length, "depth": depth}
 
     return [
-        *accuracy_by(outcomes, lambda o: ("exact_match", dict(extra))),
-        *accuracy_by(outcomes, per_length),
-        *accuracy_by(outcomes, per_cell),
+        *probes.accuracy_by(outcomes, lambda o: ("exact_match", dict(extra))),
+        *probes.accuracy_by(outcomes, per_length),
+        *probes.accuracy_by(outcomes, per_cell),
     ]
 
 
@@ -267,9 +256,9 @@ def _window_split(outcomes: list[Outcome], window: int) -> list[MetricValue]:
         distance = o.prompt.details["prompt_tokens"] - o.prompt.details["needle_position"]
         where = "within_window" if distance <= window else "beyond_window"
         length, _ = o.prompt.cell
-        return point(f"exact_match_{where}", length), {"context_length": length, "window": window}
+        return probes.point(f"exact_match_{where}", length), {"context_length": length, "window": window}
 
-    return accuracy_by(outcomes, split)
+    return probes.accuracy_by(outcomes, split)
 
 
 def _load_corpus(context: TaskContext):
@@ -284,4 +273,4 @@ def _corpus_filler(handle: ModelHandle, context: TaskContext, splits: list[str])
     text = "\n\n".join(corpus.text(split) for split in splits)
     if not text.strip():
         raise TaskUnavailable(f"the {'+'.join(splits)} split of corpus {corpus.name!r} is empty")
-    return text_filler(handle.tokenizer, text, source=f"{corpus.name}:{'+'.join(splits)}")
+    return probes.text_filler(handle.tokenizer, text, source=f"{corpus.name}:{'+'.join(splits)}")

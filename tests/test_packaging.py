@@ -1,5 +1,6 @@
 """Packaging: every package ships in the wheel, and the tasks/ plugins are found after a plain install."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -39,3 +40,17 @@ def test_wheel_contains_the_library_and_the_task_plugins(tmp_path):
     assert suites <= names and "lizard_bench_configs/default.yaml" in names
     modules = {str(p.relative_to(REPO)) for p in (REPO / "lizard_bench").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["list", "tasks"], ["list", "models"], ["list", "variants"],
+                                       ["list", "suites"]])
+def test_help_and_listing_do_not_load_torch_or_transformers(arguments):
+    """What makes the CLI answer at once: these commands never import the heavy libraries (seconds each)."""
+    probe = ("import sys\nfrom lizard_bench.cli import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'lm_eval', 'pandas',"
+             " 'matplotlib'})\nprint('HEAVY', heavy)\n")
+    result = subprocess.run([sys.executable, "-c", probe, *arguments], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"

@@ -6,14 +6,10 @@ machine's noise is one-sided (slowdowns) and a single number hides it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -77,51 +73,3 @@ def timed(fn: Callable[[], object], *, warmup: int, repeats: int, budget_s: floa
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-# -- peak resident memory of this process (CPU), resettable on Linux ------------------------------
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def rss_bytes() -> int:
-    return _status_kib("VmRSS") * 1024
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's high-water mark of resident memory (VmHWM) to the current RSS."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_bytes() -> int:
-    return _status_kib("VmHWM") * 1024
-
-
-def cpu_peak_memory_supported() -> bool:
-    try:
-        reset_peak_rss()
-        return peak_rss_bytes() > 0
-    except OSError:
-        return False
-
-
-def release_free_memory() -> bool:
-    """Return memory freed so far to the operating system; True if the C library could (glibc ``malloc_trim``).
-
-    Why: freed tensors below glibc's mmap threshold stay in the heap as free but resident
-    pages, so after a prefill the resident set still holds the prefill's temporaries; a decode
-    measured from there would count them. ``malloc_trim(0)`` hands every whole free page back.
-    """
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    if trim is None:
-        return False
-    trim(0)
-    return True

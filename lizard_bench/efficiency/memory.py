@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lizard_bench.efficiency import measure, workloads
+from lizard_bench.efficiency import measure, resident, workloads
 
 CPU_METHOD = ("child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load; "
               "decode measured after the prefill's freed memory is returned (malloc_trim)")
@@ -83,18 +83,18 @@ def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed
         model = handle.model
         ids = workloads.context_ids(model.config.vocab_size, batch_size, length, seed, handle.device)
         torch.set_grad_enabled(False)
-        measure.release_free_memory()
-        base = measure.rss_bytes()
+        resident.release_free_memory()
+        base = resident.rss_bytes()
         start = time.perf_counter()
-        measure.reset_peak_rss()
+        resident.reset_peak_rss()
         cache, token = workloads.prefill(model, ids, prefill_chunk)
         cache_size = workloads.cache_size(cache)
-        prefill = PrefillMemory(measure.peak_rss_bytes() - base, cache_size, os.getpid())
-        measure.release_free_memory()
-        settled = measure.rss_bytes()
-        measure.reset_peak_rss()
+        prefill = PrefillMemory(resident.peak_rss_bytes() - base, cache_size, os.getpid())
+        resident.release_free_memory()
+        settled = resident.rss_bytes()
+        resident.reset_peak_rss()
         workloads.decode(model, cache, token, decode_steps)
-        peak = measure.peak_rss_bytes()
+        peak = resident.peak_rss_bytes()
         decode = DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid())
         results.send(("ok", MemoryPoint(prefill, decode, CPU_METHOD, time.perf_counter() - start)))
     except BaseException as error:  # report every failure to the parent, including MemoryError

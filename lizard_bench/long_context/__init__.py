@@ -3,40 +3,34 @@
 The task plugins in ``tasks/long_context.py`` are thin: they read options and hand over to
 these builders (passkey, needle, associative recall) and to the windowed-NLL code
 (length-extrapolation perplexity). Builders are pure functions of a tokenizer, options and
-a seed, so prompts can be checked without a model.
+a seed, so prompts can be checked without a model. Names are imported on first use (the
+modules pull in torch), so a task plugin that imports this package stays cheap to list.
 """
 
-from lizard_bench.long_context.assoc_recall import assoc_recall_prompts
-from lizard_bench.long_context.extrapolation import WindowPlan, plan_windows
-from lizard_bench.long_context.generation import Outcome, answer_prompts, greedy_continuation
-from lizard_bench.long_context.haystack import Filler, assemble, repeated_filler, text_filler
-from lizard_bench.long_context.needle import needle_prompts
-from lizard_bench.long_context.nll import token_nll
-from lizard_bench.long_context.passkey import passkey_prompts
-from lizard_bench.long_context.prompt import ProbePrompt, prompt_rng, trials_per_cell
-from lizard_bench.long_context.scoring import exact_match, first_number
-from lizard_bench.long_context.summary import accuracy_by, mean_stderr, point
+from lizard_bench.lazy import lazy_attributes
 
-__all__ = [
-    "Filler",
-    "Outcome",
-    "ProbePrompt",
-    "WindowPlan",
-    "accuracy_by",
-    "answer_prompts",
-    "assemble",
-    "assoc_recall_prompts",
-    "exact_match",
-    "first_number",
-    "greedy_continuation",
-    "mean_stderr",
-    "needle_prompts",
-    "passkey_prompts",
-    "plan_windows",
-    "point",
-    "prompt_rng",
-    "repeated_filler",
-    "text_filler",
-    "token_nll",
-    "trials_per_cell",
-]
+_EXPORTS = {
+    "Filler": "haystack",
+    "Outcome": "generation",
+    "ProbePrompt": "prompt",
+    "WindowPlan": "extrapolation",
+    "accuracy_by": "summary",
+    "answer_prompts": "generation",
+    "assemble": "haystack",
+    "assoc_recall_prompts": "assoc_recall",
+    "exact_match": "scoring",
+    "first_number": "scoring",
+    "greedy_continuation": "generation",
+    "mean_stderr": "summary",
+    "needle_prompts": "needle",
+    "passkey_prompts": "passkey",
+    "plan_windows": "extrapolation",
+    "point": "summary",
+    "prompt_rng": "prompt",
+    "repeated_filler": "haystack",
+    "text_filler": "haystack",
+    "token_nll": "nll",
+    "trials_per_cell": "prompt",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -88,3 +88,11 @@ def test_cpu_memory_probe_runs_in_a_child_process(tmp_path, model_dir):
         assert decode.status == growth.status == "ok" and 0 <= growth.value
         assert "prefill_residue_bytes" in decode.details and decode.details["decode_tokens"] == 4
     assert values["cache_bytes@256"].value == 16 * values["cache_bytes@16"].value
+
+
+def test_the_probes_default_chunk_is_the_linearized_models_own():
+    from lizard_bench_tasks.efficiency import PREFILL_CHUNK
+
+    from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
+
+    assert PREFILL_CHUNK == DEFAULT_PREFILL_CHUNK
