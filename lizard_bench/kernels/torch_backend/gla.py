@@ -51,7 +51,11 @@ def gated_linear_attention(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     segment: int = SEGMENT,
 ) -> tuple[torch.Tensor, GLAState | None]:
-    """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] -> (o [B, T, H, V], state).
+    """Gated linear attention: q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H] -> (o, state).
+
+    o is [B, T, H, V]; Hk and Hv divide H (query head h reads key head h // (H / Hk) and value
+    head h // (H / Hv)); they are broadcast inside each segment's layout copy, never repeated
+    over the whole sequence.
 
     o_i = q_iᵀ S_i / (q_iᵀ z_i + eps), or the numerator q_iᵀ S_i alone when ``normalize`` is
     False. The state (S [B, H, K, V], z [B, H, K]) is float32 (float64 for float64 inputs)
@@ -123,9 +127,9 @@ def _segment(
     N, C = b.shape[-2:]
     pad = N * C - T  # padded tokens have q = k = 0 and log γ = 0
 
-    qc = _chunked(q, pad, state.dtype).view(B, H, N, C, K)
-    kc = _chunked(k, pad, state.dtype).view(B, H, N, C, K)
-    vc = _values_with_ones(v, pad, state.dtype).view(B, H, N, C, V + 1)  # v' = [v, 1]
+    qc = _chunked(q, pad, state.dtype, H).view(B, H, N, C, K)
+    kc = _chunked(k, pad, state.dtype, H).view(B, H, N, C, K)  # grouped key heads broadcast in the same copy
+    vc = _values_with_ones(v, pad, state.dtype, H).view(B, H, N, C, V + 1)  # v' = [v, 1]
 
     # Intra-chunk: e^{b_i - b_j} for i >= j, exactly 0 above the diagonal.
     decay = _decay(b.unsqueeze(-1) - b.unsqueeze(-2)) * causal  # [B, H, N, C, C]
@@ -163,14 +167,17 @@ def gated_linear_attention_step(
     normalize: bool = True,
     in_place: bool = False,
 ) -> tuple[torch.Tensor, GLAState]:
-    """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
+    """One decode step: q [B, H, K], k [B, Hk, K], v [B, Hv, V], log_gate [B, H] -> (o [B, H, V], new state).
+
+    Hk and Hv divide H (grouped heads, broadcast to the query heads).
 
     The state keeps its dtype (float32, or float64 when it came from float64 inputs);
     ``normalize=False`` returns the numerator q_iᵀ S_i alone. ``in_place`` updates ``state``'s
     tensors themselves (and returns them): a decode loop then allocates no [B, H, K, V] state per token.
     """
     acc = state.S.dtype
-    qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
+    H = q.shape[1]
+    qf, kf, vf = q.to(acc), _heads(k.to(acc), H), _heads(v.to(acc), H)
     gamma = log_gate.to(acc).exp()  # [B, H]
     if in_place:
         S = state.S.mul_(gamma[..., None, None]).addcmul_(kf.unsqueeze(-1), vf.unsqueeze(-2))
@@ -185,6 +192,12 @@ def gated_linear_attention_step(
     return (num / (den + eps)).to(q.dtype), GLAState(S=S, z=z)
 
 
+def _heads(x: torch.Tensor, H: int) -> torch.Tensor:
+    """[B, Hx, E] -> [B, H, E], head h // (H / Hx) for query head h (x itself when Hx == H)."""
+    B, Hx, E = x.shape
+    return x if Hx == H else x.unsqueeze(2).expand(B, Hx, H // Hx, E).reshape(B, H, E)
+
+
 def _decay(exponent: torch.Tensor) -> torch.Tensor:
     """e^x for a log-decay x, clamped into [DECAY_FLOOR, 0] first.
 
@@ -196,20 +209,30 @@ def _decay(exponent: torch.Tensor) -> torch.Tensor:
     return exponent.clamp(min=DECAY_FLOOR, max=0.0).exp_()
 
 
-def _values_with_ones(v: torch.Tensor, pad: int, acc: torch.dtype) -> torch.Tensor:
-    """[B, T, H, V] -> contiguous [B, H, T + pad, V + 1] holding [v, 1] (padded rows are 0), one copy."""
-    B, T, H, V = v.shape
+def _values_with_ones(v: torch.Tensor, pad: int, acc: torch.dtype, H: int) -> torch.Tensor:
+    """[B, T, Hv, V] -> contiguous [B, H, T + pad, V + 1] holding [v, 1] (padded rows are 0), one copy.
+
+    With Hv < H, value head h // (H / Hv) is written for query head h in the same pass.
+    """
+    B, T, Hv, V = v.shape
     out = torch.empty(B, H, T + pad, V + 1, dtype=acc, device=v.device)
-    out[:, :, :T, :V] = v.transpose(1, 2)
+    out.view(B, Hv, H // Hv, T + pad, V + 1)[..., :T, :V] = v.transpose(1, 2).unsqueeze(2)
     out[:, :, :T, V] = 1.0
     if pad:
         out[:, :, T:] = 0.0
     return out
 
 
-def _chunked(x: torch.Tensor, pad: int, acc: torch.dtype) -> torch.Tensor:
-    """[B, T, H, E] -> contiguous [B, H, T + pad, E] in the accumulation dtype (one copy)."""
-    x = contiguous_as(x.transpose(1, 2), acc)
+def _chunked(x: torch.Tensor, pad: int, acc: torch.dtype, H: int) -> torch.Tensor:
+    """[B, T, Hx, E] -> contiguous [B, H, T + pad, E] in the accumulation dtype (one copy).
+
+    With Hx < H (grouped heads), head h // (H / Hx) is copied for query head h in the same pass.
+    """
+    B, T, Hx, E = x.shape
+    x = x.transpose(1, 2)  # [B, Hx, T, E] (view)
+    if Hx != H:
+        x = x.unsqueeze(2).expand(B, Hx, H // Hx, T, E)
+    x = contiguous_as(x, acc).view(B, H, T, E)
     return F.pad(x, (0, 0, 0, pad)) if pad else x
 
 
