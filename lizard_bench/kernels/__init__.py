@@ -87,11 +87,14 @@ def gated_linear_attention(
     normalize: bool = True,
     backend: str | None = None,
 ) -> tuple[torch.Tensor, GLAState | None]:
-    """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] (<= 0).
+    """Gated linear attention: q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H] (<= 0).
 
     Returns (o [B, T, H, V], final state or None). o_i = q_iᵀ S_i / (q_iᵀ z_i + eps)
     with S_i = γ_i S_{i-1} + k_i v_iᵀ and z_i = γ_i z_{i-1} + k_i. With ``normalize=False``,
     o_i = q_iᵀ S_i (the paper's recurrent form, no denominator); z is carried either way.
+    Keys and values may have fewer heads than the queries (grouped-query attention; Hk and Hv
+    must divide H and may differ): query head h reads key head h // (H / Hk) and value head
+    h // (H / Hv), without the caller repeating them. Gates and state are per query head.
     """
     _check_gla_inputs(q, k, v, log_gate)
     module = _backend_module(select_backend(q.device, backend))
@@ -112,14 +115,16 @@ def gated_linear_attention_step(
     normalize: bool = True,
     in_place: bool = False,
 ) -> tuple[torch.Tensor, GLAState]:
-    """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
+    """One decode step: q [B, H, K], k [B, Hk, K], v [B, Hv, V], log_gate [B, H] -> (o [B, H, V], new state).
 
-    A step is a few small matrix products whatever the device, so it has one
-    implementation (the PyTorch one); the state stays float32. ``in_place`` writes the new
+    Hk and Hv divide H (grouped heads, as in :func:`gated_linear_attention`). A step is a few
+    small matrix products whatever the device, so it has one implementation (the PyTorch one);
+    the state stays float32. ``in_place`` writes the new
     state into ``state``'s own tensors (no allocation per token; not for autograd).
     """
     from lizard_bench.kernels.torch_backend import gated_linear_attention_step as step
 
+    _check_gla_step_inputs(q, k, v, log_gate)
     return step(q, k, v, log_gate, state, eps=eps, normalize=normalize, in_place=in_place)
 
 
@@ -144,8 +149,31 @@ def _check_softmax_inputs(q, k, v, window, sink_logits, key_mask=None) -> None:
 
 
 def _check_gla_inputs(q, k, v, log_gate) -> None:
-    if q.dim() != 4 or q.shape != k.shape or v.shape[:3] != q.shape[:3] or log_gate.shape != q.shape[:3]:
+    shapes_ok = (
+        q.dim() == 4 and k.dim() == 4 and v.dim() == 4 and k.shape[:2] == q.shape[:2] and k.shape[3] == q.shape[3]
+        and v.shape[:2] == q.shape[:2] and log_gate.shape == q.shape[:3]
+    )
+    if not shapes_ok:
         raise ValueError(
-            "gated_linear_attention expects q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H]; "
+            "gated_linear_attention expects q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H]; "
             f"got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)} log_gate{tuple(log_gate.shape)}"
         )
+    _check_gla_heads(q.shape[2], k.shape[2], v.shape[2])
+
+
+def _check_gla_step_inputs(q, k, v, log_gate) -> None:
+    shapes_ok = (
+        q.dim() == 3 and k.dim() == 3 and v.dim() == 3 and k.shape[0] == v.shape[0] == q.shape[0]
+        and k.shape[2] == q.shape[2] and log_gate.shape == q.shape[:2]
+    )
+    if not shapes_ok:
+        raise ValueError(
+            "gated_linear_attention_step expects q [B, H, K], k [B, Hk, K], v [B, Hv, V], log_gate [B, H]; "
+            f"got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)} log_gate{tuple(log_gate.shape)}"
+        )
+    _check_gla_heads(q.shape[1], k.shape[1], v.shape[1])
+
+
+def _check_gla_heads(H: int, Hk: int, Hv: int) -> None:
+    if Hk < 1 or Hv < 1 or H % Hk or H % Hv:
+        raise ValueError(f"query heads ({H}) must be a multiple of key heads ({Hk}) and of value heads ({Hv})")

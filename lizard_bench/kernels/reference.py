@@ -7,11 +7,10 @@ attention). Every backend is tested against them on fresh random inputs.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from lizard_bench.kernels.masking import key_bias
+from lizard_bench.kernels.scale import softmax_scale
 from lizard_bench.kernels.state import GLAState
 
 
@@ -43,7 +42,7 @@ def softmax_attention_reference(
     """
     B, T, H, D = q.shape
     S = k.shape[1]
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    scale = softmax_scale(D, scale)
     q64, k64, v64 = q.double(), _repeat_kv(k.double(), H), _repeat_kv(v.double(), H)
     scores = torch.einsum("bthd,bshd->bhts", q64, k64) * scale
     query_pos = torch.arange(S - T, S).view(T, 1)
@@ -78,11 +77,13 @@ def gated_linear_attention_reference(
 
     S_i = γ_i S_{i-1} + k_i v_iᵀ,  z_i = γ_i z_{i-1} + k_i,
     o_i = q_iᵀ S_i / (q_iᵀ z_i + eps), or o_i = q_iᵀ S_i when ``normalize`` is False.
-    Shapes: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] (log γ <= 0).
-    Returns the output [B, T, H, V] and the final state.
+    Shapes: q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H] (log γ <= 0),
+    with Hk and Hv dividing H (query head h reads key head h // (H / Hk), value head h // (H / Hv)).
+    Returns the output [B, T, H, V] and the final state (per query head).
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
+    k, v = _repeat_kv(k, H), _repeat_kv(v, H)
     if initial_state is None:
         S = q.new_zeros(B, H, K, V, dtype=torch.float64)
         z = q.new_zeros(B, H, K, dtype=torch.float64)

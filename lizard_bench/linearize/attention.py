@@ -192,7 +192,8 @@ class LizardAttention(nn.Module):
         combine = self.config.combine
         linear = None
         if self.config.linear_branch:
-            linear = self._linear(q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), log_gate, state,
+            # k is repeated for the per-query-head feature map; v stays grouped (the kernels broadcast it)
+            linear = self._linear(q, repeat_kv(k, self.groups), v, log_gate, state,
                                   normalize=combine != "unnormalised", real=real)
             if combine == "unnormalised":
                 linear = linear * self.gla_log_scale.exp().view(1, 1, -1, 1).to(linear.dtype)
@@ -225,7 +226,7 @@ class LizardAttention(nn.Module):
         return self._sinks_total
 
     def _linear(self, q, k, v, log_gate, state, initial=None, normalize: bool = True, real=None) -> torch.Tensor:
-        """Gated linear attention over Hedgehog features (k, v already broadcast to query heads).
+        """Gated linear attention over Hedgehog features (k already broadcast to query heads, v [B, T, Hkv, D]).
 
         Pad keys get zero features (and, from :meth:`attend`, log-gate 0): they leave the state as it was.
         """
@@ -373,7 +374,7 @@ class LizardAttention(nn.Module):
             present = F.pad(raw_real, (pad, 0), value=False)[:, :T, None, None]
         features_k = self.feature_k(repeat_kv(stream_k, self.groups)) * present
         features_q = self.feature_q(q)
-        stream_v = repeat_kv(stream_v, self.groups) * present
+        stream_v = stream_v * present  # grouped value heads: the kernels broadcast them
         no_decay = torch.zeros(B, T, self.num_heads, device=q.device, dtype=torch.float32)
 
         previous_z = state.gla.z if state is not None and state.gla is not None else None

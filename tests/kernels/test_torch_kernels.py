@@ -50,10 +50,12 @@ def softmax_inputs(seed, T, S, H=4, Hkv=2, D=16, Dv=12, sinks=True, dtype=torch.
     return q, k, v, sink_logits
 
 
-def gla_inputs(seed, T, B=2, H=3, K=32, V=16, gates=(-10.0, -1e-3), state=True, dtype=torch.float32):
+def gla_inputs(seed, T, B=2, H=3, K=32, V=16, gates=(-10.0, -1e-3), state=True, dtype=torch.float32, Hk=None,
+               Hv=None):
+    """GLA inputs; ``Hk``/``Hv`` (default H) give keys/values fewer heads than the queries."""
     g = generator(seed)
-    q, k = hedgehog_features(g, B, T, H, K, dtype=dtype), hedgehog_features(g, B, T, H, K, dtype=dtype)
-    v = randn(g, B, T, H, V, dtype=dtype)
+    q, k = hedgehog_features(g, B, T, H, K, dtype=dtype), hedgehog_features(g, B, T, Hk or H, K, dtype=dtype)
+    v = randn(g, B, T, Hv or H, V, dtype=dtype)
     log_gate = log_gates(g, B, T, H, strongest=gates[0], weakest=gates[1])
     initial = None
     if state:
@@ -400,6 +402,15 @@ def test_shape_validation():
         kernels.gated_linear_attention(q, k[:, :4], v, log_gate, backend="torch")
     with pytest.raises(ValueError, match="gated_linear_attention expects"):
         kernels.gated_linear_attention(q, k, v, log_gate[..., :1], backend="torch")
+    with pytest.raises(ValueError, match="multiple of key heads"):
+        kernels.gated_linear_attention(q, k[:, :, :2], v, log_gate, backend="torch")
+    with pytest.raises(ValueError, match="multiple of key heads"):
+        kernels.gated_linear_attention(q, k, v[:, :, :2], log_gate, backend="torch")
+    state = GLAState(S=torch.zeros(2, 3, 32, 16), z=torch.zeros(2, 3, 32))
+    with pytest.raises(ValueError, match="multiple of key heads"):
+        kernels.gated_linear_attention_step(q[:, 0], k[:, 0], v[:, 0, :2], log_gate[:, 0], state)
+    with pytest.raises(ValueError, match="gated_linear_attention_step expects"):
+        kernels.gated_linear_attention_step(q[:, 0], k[:, 0, :, :4], v[:, 0], log_gate[:, 0], state)
 
 
 # --------------------------------------------------------------------------- log normalisers (shared-normaliser merges)
@@ -549,3 +560,119 @@ def test_key_mask_shape_is_checked():
     q, k, v, _ = softmax_inputs(49, 4, 4, B=2)
     with pytest.raises(ValueError, match="key_mask must be bool"):
         kernels.softmax_attention(q, k, v, key_mask=torch.ones(2, 3, dtype=torch.bool))
+
+
+# --------------------------------------------------------------------------- grouped key/value heads in GLA
+
+# (H, Hk, Hv): keys and values with fewer heads than the queries, their counts possibly different
+# (Lizard's case: keys feature-mapped per query head, values grouped).
+GROUPED_HEADS = [(6, 6, 2), (6, 3, 3), (6, 2, 1), (4, 1, 2)]
+
+
+def _repeated(x: torch.Tensor, H: int) -> torch.Tensor:
+    return x.repeat_interleave(H // x.shape[2], dim=2)
+
+
+@pytest.mark.parametrize("heads", GROUPED_HEADS, ids=lambda h: "H{}-Hk{}-Hv{}".format(*h))
+def test_grouped_reference_is_the_repeated_one(heads):
+    """The float64 reference reads key/value head h // G, exactly as if the caller had repeated them."""
+    H, Hk, Hv = heads
+    q, k, v, log_gate, initial = gla_inputs(601, 9, H=H, Hk=Hk, Hv=Hv)
+    grouped, grouped_state = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    repeated, repeated_state = gated_linear_attention_reference(q, _repeated(k, H), _repeated(v, H), log_gate,
+                                                                initial_state=initial)
+    assert torch.equal(grouped, repeated) and torch.equal(grouped_state.S, repeated_state.S)
+
+
+@pytest.mark.parametrize("normalize", [True, False], ids=["normalised", "unnormalised"])
+@pytest.mark.parametrize("gates", list(GATES))
+@pytest.mark.parametrize("T", [1, 63, 301])
+@pytest.mark.parametrize("heads", GROUPED_HEADS, ids=lambda h: "H{}-Hk{}-Hv{}".format(*h))
+def test_grouped_gla_matches_reference(heads, T, gates, normalize, poisoned):
+    """Grouped k/v through the public API: odd lengths over several chunks and segments, extreme gates."""
+    H, Hk, Hv = heads
+    q, k, v, log_gate, initial = gla_inputs(610 + 7 * T + len(gates), T, H=H, Hk=Hk, Hv=Hv, gates=GATES[gates])
+    out, state = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
+                                                normalize=normalize, backend="torch")
+    expected, expected_state = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial,
+                                                                normalize=normalize)
+    assert out.shape == (2, T, H, v.shape[-1]) and state.S.shape == (2, H, k.shape[-1], v.shape[-1])
+    assert_close_everywhere(out, expected)
+    assert_close_everywhere(state.S, expected_state.S)
+    assert_close_everywhere(state.z, expected_state.z)
+
+
+@pytest.mark.parametrize("chunk_size,segment", [(16, 48), (7, 7)])
+def test_grouped_gla_chunks_and_segments(chunk_size, segment, poisoned):
+    q, k, v, log_gate, initial = gla_inputs(620, 131, H=4, Hk=2, Hv=1)
+    out, state = gla_chunked(q, k, v, log_gate, initial_state=initial, output_final_state=True, chunk_size=chunk_size,
+                             segment=segment)
+    expected, expected_state = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    assert_close_everywhere(out, expected)
+    assert_close_everywhere(state.S, expected_state.S)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_grouped_gla_half_precision(dtype, poisoned):
+    q, k, v, log_gate, initial = gla_inputs(625, 130, H=6, Hk=6, Hv=2, dtype=dtype)
+    out, _ = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial)
+    expected, _ = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    assert out.dtype == dtype
+    assert_close_everywhere(out, expected)
+
+
+def test_grouped_gla_gradcheck():
+    """Gradients into grouped k (Hk = 2) and v (Hv = 1) sum over the query heads that read them."""
+    q, k, v, log_gate, initial = gla_inputs(630, 11, B=1, H=4, K=4, V=3, Hk=2, Hv=1, gates=(-2.0, -0.01),
+                                            dtype=torch.float64)
+    inputs = tuple(x.double().requires_grad_() for x in (q, k, v, log_gate, initial.S, initial.z))
+
+    def fn(q, k, v, log_gate, S, z):
+        out, state = gla_chunked(q, k, v, log_gate, initial_state=GLAState(S, z), output_final_state=True,
+                                 chunk_size=4, segment=8)
+        return out, state.S, state.z
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("heads", [(6, 6, 2), (6, 2, 3)], ids=lambda h: "H{}-Hk{}-Hv{}".format(*h))
+def test_grouped_gla_backward_matches_reference(heads, poisoned):
+    """float32 autograd through the torch backend (several segments, strong gates) against the float64 reference."""
+    H, Hk, Hv = heads
+    q, k, v, log_gate, initial = gla_inputs(640 + Hk, 301, H=H, Hk=Hk, Hv=Hv, gates=GATES["near-zero"])
+    leaves = [x.requires_grad_() for x in (q, k, v, log_gate, *initial)]
+    g = generator(641)
+    grad_out, grad_S = randn(g, 2, 301, H, v.shape[-1]), randn(g, *initial.S.shape)
+    out, state = tb.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True)
+    grads = torch.autograd.grad([out, state.S], leaves, [grad_out, grad_S])
+    expected_out, expected_state = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    expected = torch.autograd.grad([expected_out, expected_state.S], leaves, [grad_out.double(), grad_S.double()])
+    for name, got, want in zip(("q", "k", "v", "log_gate", "S0", "z0"), grads, expected, strict=True):
+        assert got.shape == want.shape, name
+        assert torch.isfinite(got).all(), name
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-4 * scale + 1e-6, rtol=1e-3,
+                                   msg=lambda m, n=name: f"d{n}: {m}")
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["new-state", "in-place"])
+@pytest.mark.parametrize("heads", [(6, 6, 2), (6, 3, 1)], ids=lambda h: "H{}-Hk{}-Hv{}".format(*h))
+def test_grouped_decode_steps_equal_prefill(heads, in_place):
+    """A prefill, then steps with grouped k/v (the public step API), reproduce the one-shot grouped forward."""
+    H, Hk, Hv = heads
+    q, k, v, log_gate, initial = gla_inputs(650 + Hk, 53, H=H, Hk=Hk, Hv=Hv)
+    whole, whole_state = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial,
+                                                        output_final_state=True, backend="torch")
+    first, state = kernels.gated_linear_attention(q[:, :20], k[:, :20], v[:, :20], log_gate[:, :20],
+                                                  initial_state=initial, output_final_state=True, backend="torch")
+    outputs = [first]
+    for t in range(20, 53):
+        o, state = kernels.gated_linear_attention_step(q[:, t], k[:, t], v[:, t], log_gate[:, t], state,
+                                                       in_place=in_place)
+        assert o.shape == (2, H, v.shape[-1])
+        outputs.append(o.unsqueeze(1))
+    torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(state.S, whole_state.S, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state.z, whole_state.z, atol=1e-5, rtol=1e-5)
+    expected, _ = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    assert_close_everywhere(torch.cat(outputs, dim=1), expected)

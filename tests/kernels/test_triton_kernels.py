@@ -181,11 +181,13 @@ def test_softmax_float16(window, sinks, poisoned):
 # --------------------------------------------------------------------------- gated linear attention
 
 
-def gla_inputs(seed, T, B=2, H=2, K=32, V=16, gates=(-10.0, -1e-3), state=True, dtype=torch.float32):
+def gla_inputs(seed, T, B=2, H=2, K=32, V=16, gates=(-10.0, -1e-3), state=True, dtype=torch.float32, Hk=None,
+               Hv=None):
+    """GLA inputs; ``Hk``/``Hv`` (default H) give keys/values fewer heads than the queries."""
     g = generator(seed)
     q = hedgehog_features(g, B, T, H, K, dtype=dtype, device=DEVICE)
-    k = hedgehog_features(g, B, T, H, K, dtype=dtype, device=DEVICE)
-    v = randn(g, B, T, H, V, dtype=dtype, device=DEVICE)
+    k = hedgehog_features(g, B, T, Hk or H, K, dtype=dtype, device=DEVICE)
+    v = randn(g, B, T, Hv or H, V, dtype=dtype, device=DEVICE)
     log_gate = log_gates(g, B, T, H, strongest=gates[0], weakest=gates[1], device=DEVICE)
     initial = None
     if state:
@@ -300,6 +302,39 @@ def test_gla_float16(poisoned):
     assert_close_everywhere(final.S, expected_final.S, dtype=torch.float16)
 
 
+# (H, Hk, Hv, T, gates): grouped key/value heads, read by the kernels as head h // G
+GROUPED_GLA_CASES = {
+    "Hv<H": (4, 4, 2, 67, "mixed"),
+    "Hk<H-Hv<H": (4, 2, 1, 67, "near-zero"),
+    "Hk<Hv": (6, 2, 3, 35, "near-one"),
+}
+
+
+@pytest.mark.parametrize("case", list(GROUPED_GLA_CASES))
+def test_grouped_gla_forward_and_backward(case, poisoned):
+    """Grouped k/v: outputs, final state and every gradient (k's and v's summed over their groups) against the
+    float64 reference, at odd lengths over several 16-token chunks."""
+    H, Hk, Hv, T, gates = GROUPED_GLA_CASES[case]
+    q, k, v, log_gate, initial = gla_inputs(700 + list(GROUPED_GLA_CASES).index(case), T, B=1, H=H, Hk=Hk, Hv=Hv,
+                                            gates=GATES[gates])
+    leaves = {"q": q, "k": k, "v": v, "log_gate": log_gate, "S0": initial.S, "z0": initial.z}
+    for x in leaves.values():
+        x.requires_grad_(True)
+    out, final = gla.gated_linear_attention(q, k, v, log_gate, initial_state=initial, output_final_state=True,
+                                            chunk_size=16)
+    expected_out, expected_final = gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)
+    assert_close_everywhere(out.detach(), expected_out.detach())
+    assert_close_everywhere(final.S.detach(), expected_final.S.detach())
+    assert_close_everywhere(final.z.detach(), expected_final.z.detach())
+    g = generator(701)
+    grad_out, grad_S = randn(g, *out.shape, device=DEVICE), randn(g, *final.S.shape, device=DEVICE)
+    grads = torch.autograd.grad([out, final.S], list(leaves.values()), [grad_out, grad_S])
+    expected = torch.autograd.grad([expected_out, expected_final.S], list(leaves.values()),
+                                   [grad_out.double(), grad_S.double()])
+    assert grads[1].shape == k.shape and grads[2].shape == v.shape
+    assert_grads_close(dict(zip(leaves, grads, strict=True)), dict(zip(leaves, expected, strict=True)))
+
+
 # --------------------------------------------------------------------------- public API and compilation
 
 
@@ -308,6 +343,9 @@ def test_public_api_dispatches_to_triton(poisoned):
     out = kernels.softmax_attention(q, k, v, window=16, sink_logits=sink_logits, backend="triton")
     assert_close_everywhere(out, softmax_attention_reference(q, k, v, window=16, sink_logits=sink_logits))
     q, k, v, log_gate, initial = gla_inputs(62, 40)
+    out, _ = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial, backend="triton")
+    assert_close_everywhere(out, gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)[0])
+    q, k, v, log_gate, initial = gla_inputs(63, 40, H=4, Hv=2)  # grouped values pass the public checks
     out, _ = kernels.gated_linear_attention(q, k, v, log_gate, initial_state=initial, backend="triton")
     assert_close_everywhere(out, gated_linear_attention_reference(q, k, v, log_gate, initial_state=initial)[0])
 

@@ -40,6 +40,15 @@ class SegmentedOutput:
         self.pieces: list[torch.Tensor] = []
         self.out = None if self.differentiable else torch.empty(shape, dtype=dtype, device=device)
 
+    def slot(self, length: int) -> torch.Tensor | None:
+        """Without autograd, the next ``length`` positions of the output itself ([B, length, ...], a view) for the
+        caller to write into (they count as added); with autograd None (the caller then calls :meth:`add`)."""
+        if self.out is None:
+            return None
+        dest = self.out[:, self.filled : self.filled + length]
+        self.filled += length
+        return dest
+
     def add(self, piece: torch.Tensor, length: int) -> None:
         """Append the next ``length`` positions.
 

@@ -10,14 +10,15 @@ tokens so that almost all work is batched matrix products:
 Every exponent is a difference b_i - b_j with i >= j (or b_i itself), hence <= 0. The
 differences for i < j are positive; they are clamped to 0 *before* the exponential and
 the result is multiplied by the causal mask, so no positive number is ever exponentiated
-and nothing can overflow however strong the gates are. The normaliser z rides along as an extra value
-column of ones (v' = [v, 1], S' = [S, z]), so numerator and denominator come out of the
-same products.
+and nothing can overflow however strong the gates are. The normaliser z (S for a value
+column of ones) is computed beside S by row sums and matrix-vector products: kept out of
+the value matrices, the products stay V wide (a 65-wide [v, 1] ran 25% slower than 64).
 
 A segment of N chunks runs in three phases: the per-chunk products (batched over all
 chunks), the chunk states (the scan S_n = e^{g_n} S_{n-1} + ΔS_n, one small fused
-multiply-add per chunk), and the read-out (batched again). Segments run one after
-another, handing the state on exactly as a prefill in pieces does.
+multiply-add per chunk, written straight into one buffer when autograd is off), and the
+read-out (batched again). Segments run one after another, handing the state on exactly as
+a prefill in pieces does.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def gated_linear_attention(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     segment: int = SEGMENT,
 ) -> tuple[torch.Tensor, GLAState | None]:
-    """Gated linear attention: q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] -> (o [B, T, H, V], state).
+    """Gated linear attention: q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H] -> (o, state).
+
+    o is [B, T, H, V]; Hk and Hv divide H (query head h reads key head h // (H / Hk) and value
+    head h // (H / Hv)); they are broadcast inside each segment's layout copy, never repeated
+    over the whole sequence.
 
     o_i = q_iᵀ S_i / (q_iᵀ z_i + eps), or the numerator q_iᵀ S_i alone when ``normalize`` is
     False. The state (S [B, H, K, V], z [B, H, K]) is float32 (float64 for float64 inputs)
@@ -61,6 +66,7 @@ def gated_linear_attention(
     Long inputs run ``segment`` tokens at a time, handing the state on exactly as a
     prefill in pieces does: the temporaries of a segment stay cache-sized and are reused
     instead of freshly allocated (at 16K tokens, one segment took over twice the CPU time).
+    Without autograd each segment's output is divided straight into its place in the result.
     ``chunk_size`` and ``segment`` were tuned on a 2-core CPU at K = 128, V = 64.
     """
     B, T, H, K = q.shape
@@ -69,25 +75,26 @@ def gated_linear_attention(
     C = max(1, min(chunk_size, T))
     step = max(C, segment // C * C)  # segments hold whole chunks
     gates = _chunk_gates(log_gate, C, acc)  # cumulative log-gates and their decays, all chunks at once
-    state = _initial_state(initial_state, B, H, K, V, acc, q.device)  # [B, H, K, V+1]
+    S, z = _initial_state(initial_state, B, H, K, V, acc, q.device)  # [B, H, K, V], [B, H, K]
     causal = torch.ones(C, C, dtype=acc, device=q.device).tril_()
     out = SegmentedOutput((B, T, H, V), q.dtype, q.device, q, k, v, log_gate, *(initial_state or ()))
     for start in range(0, T, step):
         stop = min(T, start + step)
         chunks = slice(start // C, -(-stop // C))
-        piece, state = _segment(q[:, start:stop], k[:, start:stop], v[:, start:stop],
-                                *(g[:, :, chunks] for g in gates), state, causal, eps=eps if normalize else None)
-        out.add(piece, stop - start)  # piece: [B, stop - start, H, V]
-    final = GLAState(S=state[..., :V].contiguous(), z=state[..., V].contiguous()) if output_final_state else None
-    return out.result(), final
+        piece, S, z = _segment(q[:, start:stop], k[:, start:stop], v[:, start:stop],
+                               *(g[:, :, chunks] for g in gates), S, z, causal, eps=eps if normalize else None,
+                               dest=out.slot(stop - start))
+        if piece is not None:
+            out.add(piece, stop - start)  # piece: [B, stop - start, H, V]
+    return out.result(), (GLAState(S=S, z=z) if output_final_state else None)
 
 
 def _chunk_gates(log_gate: torch.Tensor, C: int, acc: torch.dtype) -> tuple[torch.Tensor, ...]:
     """Per-chunk gate quantities for the whole sequence, [B, H, N, C] (or [B, H, N]).
 
-    Returns (b, e^b, e^{b_C - b}, e^{b_C}) with b the cumulative log-gate within each
-    chunk (float32) and b_C its last entry, the whole chunk's log-decay. Padding positions
-    get log γ = 0 (γ = 1), so they leave the state unchanged.
+    Returns (b, e^b, e^{b_C - b}, b_C) with b the cumulative log-gate within each chunk
+    (float32) and b_C its last entry, the whole chunk's log-decay. Padding positions get
+    log γ = 0 (γ = 1), so they leave the state unchanged.
     """
     B, T, H = log_gate.shape
     N = -(-T // C)
@@ -95,7 +102,7 @@ def _chunk_gates(log_gate: torch.Tensor, C: int, acc: torch.dtype) -> tuple[torc
     gate = F.pad(gate, (0, N * C - T)) if N * C > T else gate
     b = gate.reshape(B, H, N, C).cumsum(dim=-1)  # [B, H, N, C], each entry <= 0
     b_last = b[..., -1:]  # [B, H, N, 1]
-    return b, _decay(b), _decay(b_last - b), _decay(b_last).squeeze(-1)
+    return b, _decay(b), _decay(b_last - b), b_last.squeeze(-1)
 
 
 def _segment(
@@ -105,51 +112,97 @@ def _segment(
     b: torch.Tensor,
     decay_from_start: torch.Tensor,
     decay_to_end: torch.Tensor,
-    chunk_decay: torch.Tensor,
-    state: torch.Tensor,
+    chunk_log_decay: torch.Tensor,
+    S: torch.Tensor,
+    z: torch.Tensor,
     causal: torch.Tensor,
     *,
     eps: float | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunked GLA over one segment of N chunks of C tokens: (o [B, T, H, V], state [B, H, K, V+1]).
+    dest: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Chunked GLA over one segment of N chunks of C tokens: (o [B, T, H, V] or None, S, z).
 
-    ``state`` is S with z as its last column, entering the segment; the gate tensors are
-    this segment's slices of :func:`_chunk_gates`; ``causal`` is the [C, C] lower
-    triangle of ones. The output is in the accumulation dtype, as a strided view; ``eps=None``
-    returns the numerator without dividing by the normaliser.
+    ``S`` [B, H, K, V] and ``z`` [B, H, K] are the state entering the segment (the returned
+    ones leave it); the gate tensors are this segment's slices of :func:`_chunk_gates`;
+    ``causal`` is the [C, C] lower triangle of ones. ``eps=None`` returns the numerator
+    without dividing by the normaliser. With ``dest`` ([B, T, H, V], no autograd) the output
+    is written there and None returned; otherwise it is returned in the accumulation dtype,
+    as a strided view.
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
     N, C = b.shape[-2:]
-    pad = N * C - T  # padded tokens have q = k = 0 and log γ = 0
+    pad = N * C - T  # padded tokens have q = k = v = 0 and log γ = 0
+    acc = S.dtype
+    grad = dest is None  # autograd may be watching: no in-place updates of its saved tensors
 
-    qc = _chunked(q, pad, state.dtype).view(B, H, N, C, K)
-    kc = _chunked(k, pad, state.dtype).view(B, H, N, C, K)
-    vc = _values_with_ones(v, pad, state.dtype).view(B, H, N, C, V + 1)  # v' = [v, 1]
+    qc = _chunked(q, pad, acc, H).view(B, H, N, C, K)
+    kc = _chunked(k, pad, acc, H).view(B, H, N, C, K)  # grouped key/value heads broadcast in the same copy
+    vc = _chunked(v, pad, acc, H).view(B, H, N, C, V)
 
     # Intra-chunk: e^{b_i - b_j} for i >= j, exactly 0 above the diagonal.
-    decay = _decay(b.unsqueeze(-1) - b.unsqueeze(-2)) * causal  # [B, H, N, C, C]
-    out = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)) * decay, vc)  # [B, H, N, C, V+1]
+    decay = _decay(b.unsqueeze(-1) - b.unsqueeze(-2))
+    decay = decay * causal if grad else decay.mul_(causal)  # [B, H, N, C, C]
+    scores = torch.matmul(qc, kc.transpose(-1, -2))
+    scores = scores * decay if grad else scores.mul_(decay)
+    num = torch.matmul(scores, vc)  # [B, H, N, C, V]
+    den = scores.sum(dim=-1) if eps is not None else None  # [B, H, N, C]: the same with v = 1
 
-    # Each chunk's own contribution to the state at its end, ΔS_n = Σ_j e^{b_C - b_j} k_j v'_jᵀ
-    # (the decay scales the V+1 value columns rather than the K key columns: fewer products).
-    delta = torch.matmul(kc.transpose(-1, -2), vc * decay_to_end.unsqueeze(-1))  # [B, H, N, K, V+1]
+    # Each chunk's own contribution to the state at its end, ΔS_m = Σ_j e^{b_C - b_j} k_j v_jᵀ
+    # (the decay scales the V value columns rather than the K key columns: fewer products),
+    # and Δz_m = Σ_j e^{b_C - b_j} k_j.
+    delta_S = torch.matmul(kc.transpose(-1, -2), vc * decay_to_end.unsqueeze(-1))  # [B, H, N, K, V]
+    delta_z = torch.matmul(decay_to_end.unsqueeze(-2), kc).squeeze(-2)  # [B, H, N, K]
 
-    # The scan over chunks, S_n = e^{g_n} S_{n-1} + ΔS_n with g_n = b_C of chunk n: one fused
-    # multiply-add of a [K, V+1] state per chunk.
-    states = []
-    for delta_n, decay_n in zip(delta.unbind(2), chunk_decay[..., None, None].unbind(2), strict=True):
-        states.append(state)
-        state = torch.addcmul(delta_n, decay_n, state)
-    before = torch.stack(states, dim=2)  # [B, H, N, K, V+1]: the state entering each chunk
+    # The states entering each chunk: S_n = e^{g_{n-1}} S_{n-1} + ΔS_{n-1}, one fused multiply-add of a
+    # [K, V] state per chunk. (One product with the [N, N] matrix of inter-chunk decays measured slower:
+    # an 8-row product over [N, K·V] is memory-bound and MKL ran it at a fraction of the scan's speed.)
+    chunk_decay = _decay(chunk_log_decay)  # [B, H, N]
+    S_in, S = _scan(delta_S, chunk_decay[..., None, None], S, in_place=not grad)  # [B, H, N, K, V]
+    z_in, z = _scan(delta_z, chunk_decay[..., None], z, in_place=not grad)  # [B, H, N, K]
 
-    # Inter-chunk read-out e^{b_i} q_iᵀ S_before (again scaling the narrower V+1 side).
-    out = out.addcmul_(torch.matmul(qc, before), decay_from_start.unsqueeze(-1))
-
-    out = out.view(B, H, N * C, V + 1)[:, :, :T]
+    # Inter-chunk read-out e^{b_i} q_iᵀ S_n (and q_iᵀ z_n for the normaliser).
+    num = num.addcmul_(torch.matmul(qc, S_in), decay_from_start.unsqueeze(-1))
+    num = num.view(B, H, N * C, V)[:, :, :T]
     if eps is None:
-        return out[..., :V].transpose(1, 2), state
-    return (out[..., :V] / (out[..., V:] + eps)).transpose(1, 2), state
+        return _emit(num, dest), S, z
+    # q_i·z_n as a product and row sum: a batched matrix-vector product (bmm with one column) ran 5x slower
+    den = den.addcmul_((qc * z_in.unsqueeze(-2)).sum(dim=-1), decay_from_start)
+    den = den.view(B, H, N * C, 1)[:, :, :T].add_(eps)
+    if dest is None:
+        return (num / den).transpose(1, 2), S, z
+    torch.div(num, den, out=dest.transpose(1, 2))
+    return None, S, z
+
+
+def _scan(delta: torch.Tensor, decay: torch.Tensor, state: torch.Tensor, *,
+          in_place: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_n = decay_n x_{n-1} + delta_n over chunks n (dim 2): (the states entering each chunk, the last one leaving).
+
+    ``delta`` [B, H, N, ...], ``decay`` [B, H, N, 1, ...] broadcasting against one chunk's state, ``state``
+    [B, H, ...] entering the first chunk. ``in_place`` writes the states straight into one buffer
+    (no autograd); otherwise they are stacked.
+    """
+    N = delta.shape[2]
+    if in_place:
+        states = torch.empty_like(delta)
+        states[:, :, 0] = state
+        for n in range(1, N):
+            torch.addcmul(delta[:, :, n - 1], decay[:, :, n - 1], states[:, :, n - 1], out=states[:, :, n])
+        return states, torch.addcmul(delta[:, :, N - 1], decay[:, :, N - 1], states[:, :, N - 1])
+    entering = []
+    for n in range(N):
+        entering.append(state)
+        state = torch.addcmul(delta[:, :, n], decay[:, :, n], state)
+    return torch.stack(entering, dim=2), state
+
+
+def _emit(out: torch.Tensor, dest: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, H, T, V] -> written into ``dest`` [B, T, H, V] (None returned), or returned as a [B, T, H, V] view."""
+    if dest is None:
+        return out.transpose(1, 2)
+    dest.transpose(1, 2).copy_(out)
+    return None
 
 
 def gated_linear_attention_step(
@@ -163,14 +216,17 @@ def gated_linear_attention_step(
     normalize: bool = True,
     in_place: bool = False,
 ) -> tuple[torch.Tensor, GLAState]:
-    """One decode step: q, k [B, H, K], v [B, H, V], log_gate [B, H] -> (o [B, H, V], new state).
+    """One decode step: q [B, H, K], k [B, Hk, K], v [B, Hv, V], log_gate [B, H] -> (o [B, H, V], new state).
+
+    Hk and Hv divide H (grouped heads, broadcast to the query heads).
 
     The state keeps its dtype (float32, or float64 when it came from float64 inputs);
     ``normalize=False`` returns the numerator q_iᵀ S_i alone. ``in_place`` updates ``state``'s
     tensors themselves (and returns them): a decode loop then allocates no [B, H, K, V] state per token.
     """
     acc = state.S.dtype
-    qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
+    H = q.shape[1]
+    qf, kf, vf = q.to(acc), _heads(k.to(acc), H), _heads(v.to(acc), H)
     gamma = log_gate.to(acc).exp()  # [B, H]
     if in_place:
         S = state.S.mul_(gamma[..., None, None]).addcmul_(kf.unsqueeze(-1), vf.unsqueeze(-2))
@@ -185,6 +241,12 @@ def gated_linear_attention_step(
     return (num / (den + eps)).to(q.dtype), GLAState(S=S, z=z)
 
 
+def _heads(x: torch.Tensor, H: int) -> torch.Tensor:
+    """[B, Hx, E] -> [B, H, E], head h // (H / Hx) for query head h (x itself when Hx == H)."""
+    B, Hx, E = x.shape
+    return x if Hx == H else x.unsqueeze(2).expand(B, Hx, H // Hx, E).reshape(B, H, E)
+
+
 def _decay(exponent: torch.Tensor) -> torch.Tensor:
     """e^x for a log-decay x, clamped into [DECAY_FLOOR, 0] first.
 
@@ -196,25 +258,22 @@ def _decay(exponent: torch.Tensor) -> torch.Tensor:
     return exponent.clamp(min=DECAY_FLOOR, max=0.0).exp_()
 
 
-def _values_with_ones(v: torch.Tensor, pad: int, acc: torch.dtype) -> torch.Tensor:
-    """[B, T, H, V] -> contiguous [B, H, T + pad, V + 1] holding [v, 1] (padded rows are 0), one copy."""
-    B, T, H, V = v.shape
-    out = torch.empty(B, H, T + pad, V + 1, dtype=acc, device=v.device)
-    out[:, :, :T, :V] = v.transpose(1, 2)
-    out[:, :, :T, V] = 1.0
-    if pad:
-        out[:, :, T:] = 0.0
-    return out
+def _chunked(x: torch.Tensor, pad: int, acc: torch.dtype, H: int) -> torch.Tensor:
+    """[B, T, Hx, E] -> contiguous [B, H, T + pad, E] in the accumulation dtype (one copy).
 
-
-def _chunked(x: torch.Tensor, pad: int, acc: torch.dtype) -> torch.Tensor:
-    """[B, T, H, E] -> contiguous [B, H, T + pad, E] in the accumulation dtype (one copy)."""
-    x = contiguous_as(x.transpose(1, 2), acc)
+    With Hx < H (grouped heads), head h // (H / Hx) is copied for query head h in the same pass.
+    """
+    B, T, Hx, E = x.shape
+    x = x.transpose(1, 2)  # [B, Hx, T, E] (view)
+    if Hx != H:
+        x = x.unsqueeze(2).expand(B, Hx, H // Hx, T, E)
+    x = contiguous_as(x, acc).view(B, H, T, E)
     return F.pad(x, (0, 0, 0, pad)) if pad else x
 
 
-def _initial_state(state: GLAState | None, B: int, H: int, K: int, V: int, acc, device) -> torch.Tensor:
-    """The state as one [B, H, K, V+1] tensor: S with z as its last column."""
+def _initial_state(state: GLAState | None, B: int, H: int, K: int, V: int, acc,
+                   device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The state (S [B, H, K, V], z [B, H, K]) in the accumulation dtype."""
     if state is None:
-        return torch.zeros(B, H, K, V + 1, dtype=acc, device=device)
-    return torch.cat([state.S.to(acc), state.z.to(acc).unsqueeze(-1)], dim=-1)
+        return torch.zeros(B, H, K, V, dtype=acc, device=device), torch.zeros(B, H, K, dtype=acc, device=device)
+    return state.S.to(acc), state.z.to(acc)

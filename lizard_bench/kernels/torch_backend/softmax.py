@@ -12,12 +12,11 @@ One entry point routes each case to the cheapest exact computation:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from lizard_bench.kernels.masking import key_bias
+from lizard_bench.kernels.scale import softmax_scale
 from lizard_bench.kernels.torch_backend.common import accumulation_dtype, contiguous_as
 from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
@@ -46,7 +45,7 @@ def softmax_attention(
     ``return_lse`` the log of each row's normaliser [B, T, H] (accumulation dtype) comes too.
     """
     T, S, D = q.shape[1], k.shape[1], q.shape[-1]
-    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    scale = softmax_scale(D, scale)
     if window is not None and window >= S:
         window = None  # every key is already inside the window: i - w < 0 <= j
     if window is None and sink_logits is None and not return_lse:

@@ -42,12 +42,13 @@ CHUNK_SIZE = 64
 
 
 @triton.jit
-def _gla_fwd_h_kernel(k, v, b, h, z, h0, z0, ht, zt, T, H, K, V, NT, BT: tl.constexpr, BK: tl.constexpr,
+def _gla_fwd_h_kernel(k, v, b, h, z, h0, z0, ht, zt, T, H, HK, HV, K, V, NT, BT: tl.constexpr, BK: tl.constexpr,
                       BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
                       PRECISION: tl.constexpr):
     """One program per (K tile, V tile, batch x head): h [B, NT, H, K, V], z [B, NT, H, K] entering each chunk."""
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
+    i_hk, i_hv = i_h // (H // HK), i_h // (H // HV)  # the key and value heads query head i_h reads
     i_b64 = i_b.to(tl.int64)
     offs_k = i_k * BK + tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
@@ -67,9 +68,9 @@ def _gla_fwd_h_kernel(k, v, b, h, z, h0, z0, ht, zt, T, H, K, V, NT, BT: tl.cons
         tl.store(z + ((i_b64 * NT + i_t) * H + i_h) * K + offs_k, b_z, mask=mask_z)
         offs_t = i_t * BT + tl.arange(0, BT)
         mask_t = offs_t < T
-        p_k = k + ((i_b64 * T + offs_t[None, :]) * H + i_h) * K + offs_k[:, None]
+        p_k = k + ((i_b64 * T + offs_t[None, :]) * HK + i_hk) * K + offs_k[:, None]
         b_k = tl.load(p_k, mask=mask_t[None, :] & mask_k[:, None], other=0.0)  # [BK, BT]
-        p_v = v + ((i_b64 * T + offs_t[:, None]) * H + i_h) * V + offs_v[None, :]
+        p_v = v + ((i_b64 * T + offs_t[:, None]) * HV + i_hv) * V + offs_v[None, :]
         b_v = tl.load(p_v, mask=mask_t[:, None] & (offs_v[None, :] < V), other=0.0)  # [BT, BV]
         b_b = tl.load(b + (i_b64 * T + offs_t) * H + i_h, mask=mask_t, other=0.0)  # [BT]
         b_last = tl.load(b + (i_b64 * T + tl.minimum(i_t * BT + BT, T) - 1) * H + i_h)
@@ -82,11 +83,12 @@ def _gla_fwd_h_kernel(k, v, b, h, z, h0, z0, ht, zt, T, H, K, V, NT, BT: tl.cons
 
 
 @triton.jit
-def _gla_fwd_o_kernel(q, k, v, b, h, z, o, den, T, H, K, V, NT, BT: tl.constexpr, BK: tl.constexpr,
+def _gla_fwd_o_kernel(q, k, v, b, h, z, o, den, T, H, HK, HV, K, V, NT, BT: tl.constexpr, BK: tl.constexpr,
                       BV: tl.constexpr, PRECISION: tl.constexpr):
     """One program per (V tile, chunk, batch x head): numerator o [B, T, H, V] and den [B, T, H], float32."""
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
+    i_hk, i_hv = i_h // (H // HK), i_h // (H // HV)
     i_b64 = i_b.to(tl.int64)
     offs_t = i_t * BT + tl.arange(0, BT)
     offs_v = i_v * BV + tl.arange(0, BV)
@@ -100,7 +102,7 @@ def _gla_fwd_o_kernel(q, k, v, b, h, z, o, den, T, H, K, V, NT, BT: tl.constexpr
         mask_k = offs_k < K
         p_q = q + ((i_b64 * T + offs_t[:, None]) * H + i_h) * K + offs_k[None, :]
         b_q = tl.load(p_q, mask=mask_t[:, None] & mask_k[None, :], other=0.0)  # [BT, BK]
-        p_k = k + ((i_b64 * T + offs_t[None, :]) * H + i_h) * K + offs_k[:, None]
+        p_k = k + ((i_b64 * T + offs_t[None, :]) * HK + i_hk) * K + offs_k[:, None]
         b_k = tl.load(p_k, mask=mask_t[None, :] & mask_k[:, None], other=0.0)  # [BK, BT]
         p_h = h + ((i_b64 * NT + i_t) * H + i_h) * K * V + offs_k[:, None] * V + offs_v[None, :]
         b_h = tl.load(p_h, mask=mask_k[:, None] & (offs_v[None, :] < V), other=0.0)  # [BK, BV]
@@ -112,7 +114,7 @@ def _gla_fwd_o_kernel(q, k, v, b, h, z, o, den, T, H, K, V, NT, BT: tl.constexpr
     b_b = tl.load(b + (i_b64 * T + offs_t) * H + i_h, mask=mask_t, other=0.0)  # [BT]
     causal = offs_t[:, None] >= offs_t[None, :]
     b_A = b_A * tl.exp(tl.where(causal, b_b[:, None] - b_b[None, :], float("-inf")))  # [BT, BT]
-    p_v = v + ((i_b64 * T + offs_t[:, None]) * H + i_h) * V + offs_v[None, :]
+    p_v = v + ((i_b64 * T + offs_t[:, None]) * HV + i_hv) * V + offs_v[None, :]
     b_v = tl.load(p_v, mask=mask_t[:, None] & (offs_v[None, :] < V), other=0.0)  # [BT, BV]
     b_o = b_o * tl.exp(b_b)[:, None] + tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PRECISION)
     p_o = o + ((i_b64 * T + offs_t[:, None]) * H + i_h) * V + offs_v[None, :]
@@ -168,11 +170,14 @@ def _gla_bwd_dh_kernel(q, do, dden, b, dh, dz, dht, dzt, dh0, dz0, T, H, K, V, N
 
 
 @triton.jit
-def _gla_bwd_dqk_kernel(q, k, v, b, h, z, do, dden, dh, dz, dq, dk, db, B, T, H, K, V, NT, BT: tl.constexpr,
-                        BK: tl.constexpr, BV: tl.constexpr, PRECISION: tl.constexpr):
-    """One program per (K tile, chunk, batch x head): dq, dk [B, T, H, K] and db [NK, B, T, H] (q·dq − k·dk)."""
+def _gla_bwd_dqk_kernel(q, k, v, b, h, z, do, dden, dh, dz, dq, dk, db, B, T, H, HK, HV, K, V, NT,
+                        BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PRECISION: tl.constexpr):
+    """One program per (K tile, chunk, batch x head): dq, dk [B, T, H, K] and db [NK, B, T, H] (q·dq − k·dk).
+
+    dk is per query head; grouped key heads are summed by the launcher."""
     i_k, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
+    i_hk, i_hv = i_h // (H // HK), i_h // (H // HV)
     i_b64 = i_b.to(tl.int64)
     offs_t = i_t * BT + tl.arange(0, BT)
     offs_k = i_k * BK + tl.arange(0, BK)
@@ -181,7 +186,7 @@ def _gla_bwd_dqk_kernel(q, k, v, b, h, z, do, dden, dh, dz, dq, dk, db, B, T, H,
     mask_tk = mask_t[:, None] & mask_k[None, :]
     p_q = q + ((i_b64 * T + offs_t[:, None]) * H + i_h) * K + offs_k[None, :]
     b_q = tl.load(p_q, mask=mask_tk, other=0.0)  # [BT, BK]
-    p_k = k + ((i_b64 * T + offs_t[:, None]) * H + i_h) * K + offs_k[None, :]
+    p_k = k + ((i_b64 * T + offs_t[:, None]) * HK + i_hk) * K + offs_k[None, :]
     b_k = tl.load(p_k, mask=mask_tk, other=0.0)  # [BT, BK]
     offs_state = ((i_b64 * NT + i_t) * H + i_h) * K
 
@@ -195,7 +200,7 @@ def _gla_bwd_dqk_kernel(q, k, v, b, h, z, do, dden, dh, dz, dq, dk, db, B, T, H,
     for i_v in range(tl.cdiv(V, BV)):
         offs_v = i_v * BV + tl.arange(0, BV)
         mask_tv = mask_t[:, None] & (offs_v[None, :] < V)
-        p_v = v + ((i_b64 * T + offs_t[:, None]) * H + i_h) * V + offs_v[None, :]
+        p_v = v + ((i_b64 * T + offs_t[:, None]) * HV + i_hv) * V + offs_v[None, :]
         b_v = tl.load(p_v, mask=mask_tv, other=0.0)  # [BT, BV]
         p_do = do + ((i_b64 * T + offs_t[:, None]) * H + i_h) * V + offs_v[None, :]
         b_do = tl.load(p_do, mask=mask_tv, other=0.0).to(b_v.dtype)  # [BT, BV]
@@ -224,11 +229,13 @@ def _gla_bwd_dqk_kernel(q, k, v, b, h, z, do, dden, dh, dz, dq, dk, db, B, T, H,
 
 
 @triton.jit
-def _gla_bwd_dv_kernel(q, k, b, do, dh, dv, T, H, K, V, NT, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PRECISION: tl.constexpr):
-    """One program per (V tile, chunk, batch x head): dv [B, T, H, V]."""
+def _gla_bwd_dv_kernel(q, k, b, do, dh, dv, T, H, HK, K, V, NT, BT: tl.constexpr, BK: tl.constexpr,
+                       BV: tl.constexpr, PRECISION: tl.constexpr):
+    """One program per (V tile, chunk, batch x head): dv [B, T, H, V], per query head (grouped value heads
+    are summed by the launcher)."""
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
+    i_hk = i_h // (H // HK)
     i_b64 = i_b.to(tl.int64)
     offs_t = i_t * BT + tl.arange(0, BT)
     offs_v = i_v * BV + tl.arange(0, BV)
@@ -240,7 +247,7 @@ def _gla_bwd_dv_kernel(q, k, b, do, dh, dv, T, H, K, V, NT, BT: tl.constexpr, BK
     for i_k in range(tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
         mask_k = offs_k < K
-        p_k = k + ((i_b64 * T + offs_t[:, None]) * H + i_h) * K + offs_k[None, :]
+        p_k = k + ((i_b64 * T + offs_t[:, None]) * HK + i_hk) * K + offs_k[None, :]
         b_k = tl.load(p_k, mask=mask_t[:, None] & mask_k[None, :], other=0.0)  # [BT, BK]
         p_q = q + ((i_b64 * T + offs_t[None, :]) * H + i_h) * K + offs_k[:, None]
         b_qt = tl.load(p_q, mask=mask_t[None, :] & mask_k[:, None], other=0.0)  # [BK, BT]
@@ -288,8 +295,8 @@ def chunk_local_cumsum(log_gate: torch.Tensor, chunk_size: int) -> torch.Tensor:
 def chunk_gla_fwd_h(k, v, b, initial_state, output_final_state, chunk_size):
     """States entering each chunk, h [B, NT, H, K, V] (input dtype) and z [B, NT, H, K] (float32),
     and the final state (S, z) in float32, or None."""
-    B, T, H, K = k.shape
-    V = v.shape[-1]
+    B, T, HK, K = k.shape
+    H, HV, V = b.shape[2], v.shape[2], v.shape[-1]
     BT, BK, BV, warps = _tiles("h", K, V, chunk_size)
     NT = triton.cdiv(T, BT)
     h = torch.empty((B, NT, H, K, V), dtype=k.dtype, device=k.device)
@@ -302,7 +309,7 @@ def chunk_gla_fwd_h(k, v, b, initial_state, output_final_state, chunk_size):
     ht, zt = final if final is not None else (h, z)
     grid = (triton.cdiv(K, BK), triton.cdiv(V, BV), B * H)
     _gla_fwd_h_kernel[grid](
-        k, v, b, h, z, h0, z0, ht, zt, T, H, K, V, NT, BT=BT, BK=BK, BV=BV,
+        k, v, b, h, z, h0, z0, ht, zt, T, H, HK, HV, K, V, NT, BT=BT, BK=BK, BV=BV,
         USE_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=final is not None,
         PRECISION=dot_precision(k.dtype), num_warps=warps,
     )
@@ -325,7 +332,8 @@ def chunk_gla_fwd(q, k, v, log_gate, initial_state=None, output_final_state=Fals
     num = torch.empty((B, T, H, V), dtype=torch.float32, device=q.device)
     den = torch.empty((B, T, H), dtype=torch.float32, device=q.device)
     grid = (triton.cdiv(V, BV), triton.cdiv(T, BT), B * H)
-    _gla_fwd_o_kernel[grid](q, k, v, b, h, z, num, den, T, H, K, V, h.shape[1], BT=BT, BK=BK, BV=BV,
+    _gla_fwd_o_kernel[grid](q, k, v, b, h, z, num, den, T, H, k.shape[2], v.shape[2], K, V, h.shape[1], BT=BT, BK=BK,
+                            BV=BV,
                             PRECISION=dot_precision(q.dtype), num_warps=warps)
     return num, den, final
 
@@ -363,16 +371,23 @@ def chunk_gla_bwd(q, k, v, log_gate, initial_state, final_state, dnum, dden, dfi
         USE_FINAL_GRAD=dfinal is not None, STORE_INITIAL_GRAD=dinitial is not None, PRECISION=precision,
         num_warps=warps,
     )
-    dq, dk = torch.empty_like(q), torch.empty_like(k)
+    # dk, dv per query head; grouped key/value heads sum theirs afterwards (in float32)
+    HK, HV = k.shape[2], v.shape[2]
+    dq = torch.empty_like(q)
+    dk = torch.empty((B, T, H, K), dtype=k.dtype if HK == H else torch.float32, device=q.device)
     _, BK, BV, warps = _tiles("dqk", K, V, BT)
     NK = triton.cdiv(K, BK)
     db = torch.empty((NK, B, T, H), dtype=torch.float32, device=q.device)
-    _gla_bwd_dqk_kernel[(NK, NT, B * H)](q, k, v, b, h, z, dnum, dden, dh, dz, dq, dk, db, B, T, H, K, V, NT,
-                                          BT=BT, BK=BK, BV=BV, PRECISION=precision, num_warps=warps)
-    dv = torch.empty_like(v)
+    _gla_bwd_dqk_kernel[(NK, NT, B * H)](q, k, v, b, h, z, dnum, dden, dh, dz, dq, dk, db, B, T, H, HK, HV, K, V,
+                                          NT, BT=BT, BK=BK, BV=BV, PRECISION=precision, num_warps=warps)
+    dv = torch.empty((B, T, H, V), dtype=v.dtype if HV == H else torch.float32, device=q.device)
     _, BK, BV, warps = _tiles("dv", K, V, BT)
-    _gla_bwd_dv_kernel[(triton.cdiv(V, BV), NT, B * H)](q, k, b, dnum, dh, dv, T, H, K, V, NT,
+    _gla_bwd_dv_kernel[(triton.cdiv(V, BV), NT, B * H)](q, k, b, dnum, dh, dv, T, H, HK, K, V, NT,
                                                         BT=BT, BK=BK, BV=BV, PRECISION=precision, num_warps=warps)
+    if HK != H:
+        dk = dk.view(B, T, HK, H // HK, K).sum(3).to(k.dtype)
+    if HV != H:
+        dv = dv.view(B, T, HV, H // HV, V).sum(3).to(v.dtype)
 
     # dB_t = q_t·dq_t − k_t·dk_t, plus <dS_T, S_T> + <dz_T, z_T> at the last token; d log γ = reverse cumsum
     db = db.sum(0)
@@ -410,7 +425,10 @@ class _ChunkGLAFunction(torch.autograd.Function):
 
 def gated_linear_attention(q, k, v, log_gate, *, initial_state=None, output_final_state=False, eps=1e-6,
                            normalize=True, chunk_size=None):
-    """q, k [B, T, H, K], v [B, T, H, V], log_gate [B, T, H] -> (o [B, T, H, V], GLAState or None).
+    """q [B, T, H, K], k [B, T, Hk, K], v [B, T, Hv, V], log_gate [B, T, H] -> (o [B, T, H, V], GLAState or None).
+
+    Hk and Hv divide H: query head h reads key head h // (H / Hk) and value head h // (H / Hv)
+    straight from k and v (nothing is repeated); their gradients are summed over each group.
 
     o_t = q_tᵀ S_t / (q_tᵀ z_t + eps), or the numerator q_tᵀ S_t when ``normalize`` is False;
     differentiable in q, k, v, log_gate and the initial state.

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from lizard_bench.kernels.masking import key_bias
+from lizard_bench.kernels.scale import softmax_scale
 from lizard_bench.kernels.triton_backend.utils import (
     check_device,
     dot_precision,
@@ -394,7 +395,7 @@ def _shapes(q, k, v, causal, window, scale, key_mask):
     """Sizes, the softmax scale, the compile-time flags shared by every launch and the key scores (or a placeholder)."""
     B, T, H, D = q.shape
     S, HKV, DV = k.shape[1], k.shape[2], v.shape[3]
-    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    scale = softmax_scale(D, scale)
     flags = dict(CAUSAL=bool(causal), HAS_WINDOW=window is not None, HAS_KEY_BIAS=key_mask is not None,
                  PRECISION=dot_precision(q.dtype))
     kbias = q if key_mask is None else key_bias(key_mask, torch.float32).contiguous()  # placeholder when absent
