@@ -1,7 +1,7 @@
 """Efficiency probes registered as tasks: prefill, decode and memory against context length.
 
 They sit in a suite beside accuracy tasks and write records to the same store; the
-reports plot them against context length. Lengths default to 512–8K on CPU and 1K–32K on
+reports plot them against context length. Lengths default to 512–32K on CPU and 1K–32K on
 GPU; ``--limit N`` keeps the first N lengths. Warm-up calls run at the first length only (longer ones
 reuse warm code paths), and each point stays within ``budget_s``: fewer repeats where calls are long, and
 'timeout' where one call is predicted or found to take longer. Linearized models prefill ``prefill_chunk`` tokens at a
