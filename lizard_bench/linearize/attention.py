@@ -267,15 +267,13 @@ class LizardAttention(nn.Module):
         if state is not None:
             (k, v), key_real = state.extend_window(("k", "v"), (k, v), keep, real, group="kv")
         sinks = getattr(self, "sink_logits", None)
+        window = self.config.window
         if anchors is not None and self._every_anchor_visible(q, state, key_real, anchors[2]):
             # one query past the first w + m tokens sees every anchor and every window key: one softmax over
             # both (their order does not matter to a single query) instead of a second softmax and a merge
             k, v = torch.cat([anchors[0], k], dim=1), torch.cat([anchors[1], v], dim=1)
-            result = softmax_attention(q, k, v, causal=True, window=None, sink_logits=sinks,
-                                       backend=self.kernel_backend, return_lse=return_lse)
-            out, lse = result if isinstance(result, tuple) else (result, None)
-            return out, lse
-        result = softmax_attention(q, k, v, causal=True, window=self.config.window, sink_logits=sinks,
+            window, anchors = None, None
+        result = softmax_attention(q, k, v, causal=True, window=window, sink_logits=sinks,
                                    backend=self.kernel_backend, return_lse=return_lse or anchors is not None,
                                    key_mask=key_real)
         out, lse = result if isinstance(result, tuple) else (result, None)
