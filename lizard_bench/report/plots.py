@@ -228,6 +228,7 @@ def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: flo
         figure = Figure(figsize=(5.2 * len(panels) + 0.5, 4.4), layout="constrained")
         axes = figure.subplots(1, len(panels), squeeze=False)[0]
         for ax, (name, data) in zip(axes, panels, strict=True):
+            ringed = False
             for row, group in ordered_groups(data, keys):
                 group = group.sort_values("context_length")
                 ok = group[group["status"] == "ok"]
@@ -238,8 +239,11 @@ def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: flo
                     ax.errorbar(x, y, yerr=[np.maximum(y - spread[0], 0), np.maximum(spread[1] - y, 0)], fmt="none",
                                 ecolor=style.colors[row[1]],
                                 capsize=3, linewidth=1)
-                _mark_noisy(ax, ok, scale, style.colors[row[1]])
+                ringed = _mark_noisy(ax, ok, scale, style.colors[row[1]]) or ringed
                 _mark_failures(ax, group[group["status"] != "ok"], style.colors[row[1]])
+            if ringed:  # one legend line per panel, however many series were measured on a busy machine
+                ax.annotate("hollow ring: busy machine", xy=(0.01, 0.99), xycoords="axes fraction", ha="left",
+                            va="top", fontsize=7, color="0.35")
             values = data.loc[data["status"] == "ok", "value"] * scale
             _length_axis(ax, lengths)
             if len(values) and values.min() > 0 and values.max() / values.min() > 30:
@@ -267,14 +271,13 @@ def _min_max(points: pd.DataFrame, scale: float) -> tuple[pd.Series, pd.Series] 
     return lows.astype(float).to_numpy() * scale, highs.astype(float).to_numpy() * scale
 
 
-def _mark_noisy(ax, ok: pd.DataFrame, scale: float, color: str) -> None:
-    """A hollow ring around each point measured on a busy machine (see the efficiency table's note)."""
+def _mark_noisy(ax, ok: pd.DataFrame, scale: float, color: str) -> bool:
+    """A hollow ring around each point measured on a busy machine (see the efficiency table's note); any?"""
     noisy = ok[[is_noisy(record) for record in ok.to_dict("records")]]
     if not noisy.empty:
         ax.scatter(noisy["context_length"].astype(float), noisy["value"] * scale, s=140, facecolors="none",
                    edgecolors=color, linewidths=1.5, zorder=5, label="_nolegend_")
-        ax.annotate("hollow ring: busy machine", xy=(0.01, 0.99), xycoords="axes fraction", ha="left", va="top",
-                    fontsize=7, color="0.35")
+    return not noisy.empty
 
 
 def _mark_failures(ax, failed: pd.DataFrame, color: str) -> None:
