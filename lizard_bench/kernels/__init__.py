@@ -6,6 +6,7 @@ Public API (layout ``[B, T, H, D]``, sequence before heads):
   Lizard's local branch (sliding window plus meta-memory sinks).
 - :func:`gated_linear_attention` — chunked scalar-gated linear attention with normaliser.
 - :func:`gated_linear_attention_step` — one decode step on a :class:`GLAState`.
+- :func:`softmax_attention_step` — one decode query against a set of held keys (a window, in any order).
 
 Each takes ``backend=None|"auto"|"torch"|"triton"``; :func:`select_backend` tells callers
 which one will run, so results can record it.
@@ -26,6 +27,7 @@ __all__ = [
     "gated_linear_attention_step",
     "select_backend",
     "softmax_attention",
+    "softmax_attention_step",
     "triton_available",
 ]
 
@@ -126,6 +128,35 @@ def gated_linear_attention_step(
 
     _check_gla_step_inputs(q, k, v, log_gate)
     return step(q, k, v, log_gate, state, eps=eps, normalize=normalize, in_place=in_place)
+
+
+def softmax_attention_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    sink_logits: torch.Tensor | None = None,
+    sink_values: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """One decode step of softmax attention: q [B, H, D] against k [B, S, Hkv, D], v [B, S, Hkv, Dv] -> [B, H, Dv].
+
+    Every key is visible, so their order does not matter (a window held as a ring buffer is
+    passed as it lies). ``sink_logits`` [H, m] join the normaliser, as in
+    :func:`softmax_attention`; their weight carries ``sink_values`` [B, H, Dv] (one vector per
+    row and head; zero when None) into the output:
+    o = (Σ_j e^{s_j} v_j + Σ_r e^{t_r} u) / (Σ_j e^{s_j} + Σ_r e^{t_r}). Like the GLA step it
+    has one implementation, the PyTorch one: a step is a few small products on any device.
+    """
+    from lizard_bench.kernels.torch_backend import softmax_attention_step as step
+
+    if q.dim() != 3:
+        raise ValueError(f"softmax_attention_step expects q [B, H, D], got {tuple(q.shape)}")
+    _check_softmax_inputs(q.unsqueeze(1), k, v, None, sink_logits)
+    if sink_values is not None and tuple(sink_values.shape) != (*q.shape[:2], v.shape[-1]):
+        expected = (*q.shape[:2], v.shape[-1])
+        raise ValueError(f"sink_values must be [B, H, Dv] = {expected}, got {tuple(sink_values.shape)}")
+    return step(q, k, v, sink_logits=sink_logits, sink_values=sink_values, scale=scale)
 
 
 def _check_softmax_inputs(q, k, v, window, sink_logits, key_mask=None) -> None:

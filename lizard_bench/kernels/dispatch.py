@@ -7,6 +7,7 @@ then the device (Triton on CUDA when it imports, the PyTorch reference elsewhere
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -16,8 +17,12 @@ BACKENDS = ("torch", "triton")
 BACKEND_ENV_VAR = "LIZARD_KERNEL_BACKEND"
 
 
+@functools.cache
 def triton_available() -> bool:
     """True when ``triton`` imports and this copy of the kernels has its Triton backend.
+
+    Cached: the answer cannot change within a process, and every kernel call on CUDA asks (a decode
+    step once per layer per token).
 
     (Triton runs on CPU only under TRITON_INTERPRET=1.) The copy of the kernels a saved model
     directory carries has the PyTorch backend only (lizard_bench/linearize/remote_code.py).

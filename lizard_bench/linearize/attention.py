@@ -33,33 +33,12 @@ from torch import nn
 from lizard_bench.kernels import gated_linear_attention, gated_linear_attention_step, softmax_attention
 from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer, owned
 from lizard_bench.linearize.config import LinearizeConfig
+from lizard_bench.linearize.decode_step import decode_step, takes_fast_step
 from lizard_bench.linearize.feature_maps import HedgehogFeatureMap
 from lizard_bench.linearize.gates import build_gate
+from lizard_bench.linearize.heads import apply_rope_pair, repeat_kv
 from lizard_bench.linearize.padding import pads_first, real_positions, reals_first, restore, take
 from lizard_bench.models.masks import key_padding
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on [B, T, H, D] with the model's cos/sin [B, T, D] (the rotate-half convention of Llama)."""
-    cos, sin = cos[:, :, None, :].to(x.dtype), sin[:, :, None, :].to(x.dtype)
-    return x * cos + rotate_half(x) * sin
-
-
-def apply_rope_pair(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-    """RoPE on q [B, T, H, D] and k [B, T, Hkv, D] as one tensor: half the elementwise calls, which a decode
-    step pays in every layer for every token."""
-    both = apply_rope(torch.cat([q, k], dim=2), cos, sin)
-    return both[:, :, : q.shape[2]], both[:, :, q.shape[2] :]
-
-
-def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """[B, T, Hkv, D] -> [B, T, Hkv * groups, D] (query head h reads KV head h // groups)."""
-    return x if groups == 1 else x.repeat_interleave(groups, dim=2)
 
 
 class LizardAttention(nn.Module):
@@ -118,6 +97,8 @@ class LizardAttention(nn.Module):
         if not self.distill:
             chunk_mask = not self.config.softmax_layers  # no softmax layer needs the earlier keys' mask
             state = lizard_layer(cache, self.layer_idx, chunk_mask) if cache is not None else None
+            if takes_fast_step(self, T, state, real):
+                return self.base.o_proj(decode_step(self, hidden_states, position_embeddings, state)), None
             return self.attend(hidden_states, position_embeddings, state, real), None
         hook = None
         if self.distill_before_o_proj:

@@ -91,6 +91,11 @@ class LizardCacheLayer(DynamicLayer):
         self._unroll()
         return dict(self.buffers)
 
+    @property
+    def padded(self) -> bool:
+        """Whether this state has met padding (its buffers then carry masks, and ``real_seen`` counts)."""
+        return any(name.endswith("_real") or name == "real_seen" for name in self.buffers)
+
     def real_seen(self, batch: int, device: torch.device) -> torch.Tensor:
         """Real tokens processed so far in each row ([B] long): ``seen`` until padding has been met."""
         held = self.buffers.get("real_seen")

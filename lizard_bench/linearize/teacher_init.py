@@ -24,8 +24,9 @@ import math
 import torch
 from torch import nn
 
-from lizard_bench.linearize.attention import LizardAttention, apply_rope, repeat_kv
+from lizard_bench.linearize.attention import LizardAttention
 from lizard_bench.linearize.convert import lizard_modules
+from lizard_bench.linearize.heads import apply_rope, repeat_kv
 
 SHARE_FLOOR = 1e-4  # clamp π into [floor, 1 - floor] so its log-odds stay finite
 

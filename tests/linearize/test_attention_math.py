@@ -7,7 +7,7 @@ import torch
 
 from lizard_bench.kernels.reference import gated_linear_attention_reference, softmax_attention_reference
 from lizard_bench.linearize import linearize
-from lizard_bench.linearize.attention import repeat_kv
+from lizard_bench.linearize.heads import repeat_kv
 from tests.tiny_models import tiny_llama
 
 

@@ -41,14 +41,14 @@ def prompt(batch: int = 2, length: int = LENGTH) -> torch.Tensor:
     return torch.randint(2, 90, (batch, length), generator=torch.Generator().manual_seed(7))
 
 
-def assert_same_state(chunked, one_shot) -> None:
+def assert_same_state(chunked, one_shot, length: int = LENGTH) -> None:
     for index, (a, b) in enumerate(zip(chunked.layers, one_shot.layers, strict=True)):
         assert type(a) is type(b), f"layer {index}"
         if not isinstance(a, LizardCacheLayer):  # a hybrid's softmax layer: its growing key/value cache
             torch.testing.assert_close(a.keys, b.keys, atol=ATOL, rtol=RTOL)
             torch.testing.assert_close(a.values, b.values, atol=ATOL, rtol=RTOL)
             continue
-        assert a.seen == b.seen == LENGTH
+        assert a.seen == b.seen == length
         if b.gla is not None:
             torch.testing.assert_close(a.gla.S, b.gla.S, atol=ATOL, rtol=RTOL)
             torch.testing.assert_close(a.gla.z, b.gla.z, atol=ATOL, rtol=RTOL)

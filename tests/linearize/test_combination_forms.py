@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from lizard_bench.linearize import linearize
-from lizard_bench.linearize.attention import repeat_kv
+from lizard_bench.linearize.heads import repeat_kv
 from tests.linearize.test_attention_math import attention_rope, layer_and_inputs, projections, rope
 from tests.tiny_models import tiny_llama
 

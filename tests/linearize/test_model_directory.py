@@ -118,7 +118,8 @@ def test_the_shipped_code_is_what_transformers_copies(saved):
     reached = {Path(path).name for path in get_relative_import_files(str(entry))} | {entry.name}
     assert reached == set(model_code())
     packages = set().union(*(get_imports(str(directory / name)) for name in reached))
-    assert packages <= {"torch", "transformers", "math", "os", "typing", "dataclasses", "importlib", "__future__"}
+    assert packages <= {"torch", "transformers", "math", "os", "typing", "dataclasses", "functools", "importlib",
+                        "__future__"}
 
 
 def test_a_missing_tensor_is_refused_in_one_line_by_the_shipped_code(fresh):

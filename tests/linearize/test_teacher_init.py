@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lizard_bench.linearize import linearize
-from lizard_bench.linearize.attention import repeat_kv
+from lizard_bench.linearize.heads import repeat_kv
 from lizard_bench.linearize.teacher_init import initialise_from_teacher
 from tests.linearize.test_attention_math import rope
 from tests.tiny_models import tiny_llama

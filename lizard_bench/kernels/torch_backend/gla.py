@@ -225,16 +225,21 @@ def gated_linear_attention_step(
     tensors themselves (and returns them): a decode loop then allocates no [B, H, K, V] state per token.
     """
     acc = state.S.dtype
-    H = q.shape[1]
-    qf, kf, vf = q.to(acc), _heads(k.to(acc), H), _heads(v.to(acc), H)
+    B, H, K = q.shape
+    Hv, V = v.shape[1], v.shape[2]
+    qf, kf = q.to(acc), _heads(k.to(acc), H)
     gamma = log_gate.to(acc).exp()  # [B, H]
+    # grouped values broadcast in place of a copy: S viewed [B, Hv, G, K, V] against v [B, Hv, 1, 1, V]
+    grouped_k, grouped_v = kf.reshape(B, Hv, H // Hv, K, 1), v.to(acc).reshape(B, Hv, 1, 1, V)
     if in_place:
-        S = state.S.mul_(gamma[..., None, None]).addcmul_(kf.unsqueeze(-1), vf.unsqueeze(-2))
+        S = state.S.mul_(gamma[..., None, None])
+        S.view(B, Hv, H // Hv, K, V).addcmul_(grouped_k, grouped_v)
         z = state.z.mul_(gamma[..., None]).add_(kf)
     else:
-        S = torch.addcmul(kf.unsqueeze(-1) * vf.unsqueeze(-2), gamma[..., None, None], state.S)  # [B, H, K, V]
+        S = torch.addcmul((grouped_k * grouped_v).view(B, H, K, V), gamma[..., None, None], state.S)  # [B, H, K, V]
         z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
-    num = torch.matmul(qf.unsqueeze(-2), S).squeeze(-2)  # [B, H, V]
+    query = qf.unsqueeze(-2)  # [B, H, 1, K]
+    num = torch.matmul(query, S).squeeze(-2)  # [B, H, V]
     if not normalize:
         return num.to(q.dtype), GLAState(S=S, z=z)
     den = (qf * z).sum(dim=-1, keepdim=True)  # [B, H, 1]

@@ -3,7 +3,8 @@
 One entry point routes each case to the cheapest exact computation:
 
 - no window, no sinks: ``scaled_dot_product_attention`` (the teacher's own fused kernel);
-- one causal query (a decode step) with a window or sinks: two small products (``_one_query``);
+- one causal query (a decode step) with a window or sinks: one fused call on CPU, two small products
+  elsewhere (``_one_query``);
 - causal with a window narrower than the keys: the banded computation of ``window.py``,
   O(T·w) time and memory;
 - anything else (sinks without a window, non-causal with a window): a dense masked
@@ -22,6 +23,10 @@ from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
 # Score elements materialised at once by the dense path (64 MiB in float32).
 _DENSE_SCORE_BUDGET = 1 << 24
+
+# PyTorch's CPU flash-attention kernel, which returns the log-normaliser beside the output (the public
+# scaled_dot_product_attention drops it); None on a build without it, which then writes the softmax out.
+_CPU_ATTENTION_WITH_LSE = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
 def softmax_attention(
@@ -93,6 +98,18 @@ def _sdpa(
     return out.transpose(1, 2)
 
 
+def softmax_attention_step(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, sink_logits: torch.Tensor | None = None,
+    sink_values: torch.Tensor | None = None, scale: float | None = None,
+) -> torch.Tensor:
+    """One query per row and head, q [B, H, D], against every key of k [B, S, Hkv, D] (any order) -> [B, H, Dv].
+
+    The sinks' weight carries ``sink_values`` [B, H, Dv] (zero when None) into the output.
+    """
+    out, lse = _single_queries(q, k, v, scale=softmax_scale(q.shape[-1], scale), key_mask=None)
+    return _with_sinks(out, lse, sink_logits, sink_values, need_lse=False)[0].to(q.dtype)
+
+
 def _one_query(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -104,30 +121,63 @@ def _one_query(
     return_lse: bool,
     key_mask: torch.Tensor | None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """One causal query (a decode step) against the last ``window`` keys (all if None), with sinks.
-
-    Why: a decode step is one query per head, so its arithmetic is two small products; the dense
-    path's per-block masks, padded value copy and concatenations cost more than that arithmetic,
-    and decoding pays them in every layer for every token. Every kept key is visible, so their
-    order does not matter (the window may be a ring buffer). The sinks enter the normaliser
-    only: lse = log(Σ_j e^{s_j} + Σ_r e^{t_r}).
-    """
-    B, _, H, D = q.shape
-    S, Hkv, Dv = k.shape[1], k.shape[2], v.shape[-1]
+    """One causal query (q [B, 1, H, D], a decode step) against the last ``window`` keys (all if None), with sinks."""
+    S = k.shape[1]
     if window is not None and window < S:
         k, v = k[:, S - window :], v[:, S - window :]
         key_mask = None if key_mask is None else key_mask[:, S - window :]
+    out, lse = _single_queries(q[:, 0], k, v, scale=scale, key_mask=key_mask)
+    out, lse = _with_sinks(out, lse, sinks, None, need_lse=return_lse)
+    out = out.unsqueeze(1).to(q.dtype)
+    return (out, lse.unsqueeze(1)) if return_lse else out
+
+
+def _single_queries(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float, key_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax of one query per head, q [B, H, D], over all keys -> (out [B, H, Dv], lse [B, H]), accumulated in
+    float32 (float64 for float64 inputs).
+
+    Why this shape of computation: a decode step is one query per head, so its arithmetic is two
+    small products, and what it costs is the number of calls (every layer pays them for every token).
+    The G query heads sharing a KV head are G queries of one head, so grouped keys are read in place.
+    On CPU PyTorch's fused attention kernel computes both outputs in one call (~4x faster than the
+    softmax written out); elsewhere, and with a key mask, it is written out.
+    """
+    B, H, D = q.shape
+    Hkv, Dv = k.shape[2], v.shape[-1]
     acc = accumulation_dtype(q.dtype)
-    rows = q.reshape(B, Hkv, H // Hkv, D).to(acc)  # query head h reads KV head h // G
-    scores = torch.matmul(rows, k.to(acc).permute(0, 2, 3, 1)).mul_(scale)  # [B, Hkv, G, S]
-    if key_mask is not None:
-        scores = scores.add_(key_bias(key_mask, acc).view(B, 1, 1, -1))
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # [B, Hkv, G, 1]
-    if sinks is not None:
-        lse = torch.logaddexp(lse, torch.logsumexp(sinks.to(acc), dim=-1).view(1, Hkv, -1, 1))
-    out = torch.matmul(torch.exp(scores - lse), v.to(acc).permute(0, 2, 1, 3))  # [B, Hkv, G, Dv]
-    out = out.reshape(B, 1, H, Dv).to(q.dtype)
-    return (out, lse.reshape(B, 1, H)) if return_lse else out
+    rows = q.reshape(B, Hkv, H // Hkv, D)  # query head h reads KV head h // G
+    keys, values = k.transpose(1, 2), v.transpose(1, 2)  # [B, Hkv, S, D] views
+    fused = q.device.type == "cpu" and key_mask is None and q.dtype == acc and Dv == D  # what the kernel takes
+    if _CPU_ATTENTION_WITH_LSE is not None and fused:
+        out, lse = _CPU_ATTENTION_WITH_LSE(rows, keys, values, 0.0, False, scale=scale)
+    else:
+        scores = torch.matmul(rows.to(acc), keys.to(acc).transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, S]
+        if key_mask is not None:
+            scores = scores.add_(key_bias(key_mask, acc).view(B, 1, 1, -1))
+        lse = torch.logsumexp(scores, dim=-1)
+        out = torch.matmul(torch.exp(scores - lse[..., None]), values.to(acc))
+    return out.reshape(B, H, Dv), lse.reshape(B, H).to(acc)
+
+
+def _with_sinks(
+    out: torch.Tensor, lse: torch.Tensor, sink_logits: torch.Tensor | None, sink_values: torch.Tensor | None,
+    need_lse: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the sinks to a softmax over keys: their share π = Σ_r e^{t_r} / (e^{lse} + Σ_r e^{t_r}) of the normaliser
+    goes to ``sink_values`` u (zero when None): out + π (u − out). Returns (out, lse with the sinks if ``need_lse``).
+
+    One sink ([H, 1]) is its own total, so a caller holding log Σ_r e^{t_r} saves the reduction.
+    """
+    if sink_logits is None:
+        return out, lse
+    total = sink_logits[:, 0] if sink_logits.shape[-1] == 1 else torch.logsumexp(sink_logits, dim=-1)
+    total = total.to(lse.dtype)
+    share = torch.sigmoid(total - lse)[..., None]  # [B, H, 1]
+    carried = torch.zeros((), dtype=out.dtype, device=out.device) if sink_values is None else sink_values.to(out.dtype)
+    out = torch.lerp(out, carried, share.to(out.dtype))
+    return out, (torch.logaddexp(lse, total) if need_lse else lse)
 
 
 def _dense(
