@@ -22,6 +22,7 @@ import torch
 
 from lizard_bench.efficiency import workloads
 from lizard_bench.linearize import linearize, lizard_modules
+from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 from lizard_bench.models.kernel_attention import use_kernel_attention
 from lizard_bench.models.loading import load_model
 
@@ -81,7 +82,7 @@ def profile(model: torch.nn.Module, length: int, steps: int, rounds: int) -> dic
     """Milliseconds per decode step: 'step' (whole, timed without hooks), and each part summed over layers
     (timed in a second run with hooks, which add a few microseconds per module call)."""
     ids = workloads.context_ids(model.config.vocab_size, 1, length, seed=0, device=torch.device("cpu"))
-    chunk = workloads.prefill_chunk_for(model, 2048)
+    chunk = workloads.prefill_chunk_for(model, DEFAULT_PREFILL_CHUNK)
     totals, parts = [], defaultdict(list)
     for _ in range(rounds):
         cache, token = workloads.prefill(model, ids, chunk)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the machinery loads when a probe runs, so listing tasks doe
     from lizard_bench.efficiency.sweep import Measured
 
 CPU_LENGTHS = [512, 2048, 8192, 32768]
-PREFILL_CHUNK = 2048  # linearize.prefill.PREFILL_CHUNK (tests/efficiency checks they agree)
+PREFILL_CHUNK = 512  # linearize.prefill.PREFILL_CHUNK (tests/efficiency checks they agree)
 GPU_LENGTHS = [1024, 2048, 4096, 8192, 16384, 32768]
 
 
