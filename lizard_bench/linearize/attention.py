@@ -33,7 +33,7 @@ from torch import nn
 from lizard_bench.kernels import gated_linear_attention, gated_linear_attention_step, softmax_attention
 from lizard_bench.linearize.cache import LizardCacheLayer, lizard_layer, owned
 from lizard_bench.linearize.config import LinearizeConfig
-from lizard_bench.linearize.decode_step import decode_step, takes_fast_step
+from lizard_bench.linearize.decode_step import decode_step, every_anchor_past_window, takes_fast_step
 from lizard_bench.linearize.feature_maps import HedgehogFeatureMap
 from lizard_bench.linearize.gates import build_gate
 from lizard_bench.linearize.heads import apply_rope_pair, repeat_kv
@@ -265,7 +265,7 @@ class LizardAttention(nn.Module):
     def _every_anchor_visible(self, q, state, key_real, anchor_real) -> bool:
         """A decode step without padding at real position p >= w + m - 1: anchor a is seen once a <= p - w."""
         return (q.shape[1] == 1 and state is not None and key_real is None and anchor_real is None
-                and state.seen >= self.config.window + self.config.num_anchors - 1)
+                and every_anchor_past_window(self.config, state.seen))
 
     @staticmethod
     def _query_positions(q, state, real) -> torch.Tensor:

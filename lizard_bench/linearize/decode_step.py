@@ -17,6 +17,7 @@ import torch
 
 from lizard_bench.kernels import gated_linear_attention_step, softmax_attention_step
 from lizard_bench.linearize.cache import LizardCacheLayer
+from lizard_bench.linearize.config import LinearizeConfig
 from lizard_bench.linearize.heads import apply_rope_pair, repeat_kv
 
 if TYPE_CHECKING:
@@ -33,8 +34,13 @@ def takes_fast_step(attention: LizardAttention, length: int, state: LizardCacheL
         return False
     if config.linear_branch and state.gla is None:  # no prefill yet: the general path starts the state
         return False
-    # a token at position p >= w + m - 1 sees every anchor outside its window (anchor a once a <= p - w)
-    return not config.num_anchors or state.seen >= config.window + config.num_anchors - 1
+    return not config.num_anchors or every_anchor_past_window(config, state.seen)
+
+
+def every_anchor_past_window(config: LinearizeConfig, seen: int) -> bool:
+    """Whether the token after ``seen`` others sees every anchor outside its window: the token at position
+    p >= w + m - 1 does (anchor a leaves the window once a <= p - w)."""
+    return seen >= config.window + config.num_anchors - 1
 
 
 def decode_step(attention: LizardAttention, x: torch.Tensor, position_embeddings, state: LizardCacheLayer):
