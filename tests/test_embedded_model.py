@@ -52,3 +52,19 @@ def test_the_dequantized_teacher_saves_as_an_ordinary_model_directory(smollm2, t
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     saved, loaded = smollm2.model.state_dict(), reloaded.state_dict()
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[name], loaded[name]) for name in saved)
+
+
+def test_a_second_load_reads_the_converted_copy_and_gives_the_same_model(smollm2):
+    from pathlib import Path
+
+    from lizard_bench.models import gguf_cache
+
+    copy = gguf_cache.find(Path(smollm2.source.location))
+    assert copy is not None  # the fixture's load (the session's first) converted the file and kept the copy
+    again = load_model("smollm2-135m", device="cpu")
+    first, second = smollm2.model.state_dict(), again.model.state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+    text = "The pass key is 48213. <|im_start|>user\nWhat is it?<|im_end|>"
+    assert again.tokenizer(text).input_ids == smollm2.tokenizer(text).input_ids
+    assert again.tokenizer.all_special_tokens == smollm2.tokenizer.all_special_tokens
+    assert again.model.name_or_path == smollm2.model.name_or_path  # named after the file, not the copy

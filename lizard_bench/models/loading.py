@@ -8,12 +8,14 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lizard_bench.errors import InputError, first_line
+from lizard_bench.models import gguf_cache
 from lizard_bench.models.inspect import ModelFileError
 from lizard_bench.models.locate import ModelNotFoundError, ModelSource, locate_model
 
@@ -40,8 +42,9 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> LoadedModel:
     """Locate and load ``name`` (embedded alias, .gguf file, directory or hub id) in eval mode.
 
-    GGUF weights are dequantized by transformers to float32 on load (they are stored
-    4-bit); they are then cast to ``dtype``.
+    GGUF weights are dequantized by transformers to float32 on the first load (they are stored
+    4-bit) and kept as a converted copy that later loads read instead (``models/gguf_cache.py``);
+    they are then cast to ``dtype``.
     """
     source = locate_model(name)
     torch_dtype = DTYPES[dtype]
@@ -49,20 +52,43 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "float32") -> Lo
     with _loading_errors(name, source):
         tokenizer = load_tokenizer(source)
         if source.kind == "gguf":
-            directory, filename = source.gguf_dir_and_file
-            with _quiet_transformers():
-                model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
-            _forget_dequantized_gguf(model)
+            model = _load_gguf(source, tokenizer).to(torch_dtype)
         else:
             model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch_dtype)
     model.to(target).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=target)
 
 
+def _load_gguf(source: ModelSource, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The float32 model of a GGUF file: from its converted copy, or converted now (and the copy kept)."""
+    directory, filename = source.gguf_dir_and_file
+    converted = gguf_cache.find(Path(source.location))
+    if converted is not None:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+        except (OSError, SafetensorError, ValueError, RuntimeError) as exc:  # damaged since it was written
+            gguf_cache.discard(converted, reason=f"{type(exc).__name__}: {first_line(exc)}")
+        else:
+            model.name_or_path = model.config._name_or_path = directory  # named as a load from the file would be
+            return model
+    with _quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
+    _forget_dequantized_gguf(model)
+    if model.hf_quantizer is None:  # fully dequantized: an ordinary model, which saves as one
+        gguf_cache.store(model, tokenizer, Path(source.location))
+    return model
+
+
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
-    """The tokenizer alone (a few seconds for GGUF, which parses the file's vocabulary)."""
+    """The tokenizer alone (from a GGUF file's converted copy if there is one; parsing the file takes seconds)."""
     with _loading_errors(source.name, source):
         if source.kind == "gguf":
+            converted = gguf_cache.find(Path(source.location))
+            if converted is not None:
+                try:
+                    return AutoTokenizer.from_pretrained(converted)
+                except (OSError, ValueError) as exc:  # damaged since it was written
+                    gguf_cache.discard(converted, reason=f"{type(exc).__name__}: {first_line(exc)}")
             directory, filename = source.gguf_dir_and_file
             with _quiet_transformers():
                 return AutoTokenizer.from_pretrained(directory, gguf_file=filename)
