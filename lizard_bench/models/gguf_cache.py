@@ -1,18 +1,18 @@
 """A converted copy of each GGUF model, so that only its first load pays for the conversion.
 
 Why: transformers reads a GGUF file by parsing its metadata three times (config, tokenizer,
-weights) and dequantizing every tensor. For the embedded SmolLM2 that took 26-31 s of a 2-core
+weights) and dequantizing every tensor. For the embedded SmolLM2 that took 24-31 s of a 2-core
 CPU per load, and a default run loads its teacher about fourteen times: to train each variant,
 for each variant's evaluation, and in every child process of the memory probe. The converted
 model (its float32 weights exactly as dequantized, its config and its tokenizer) is saved once as
-an ordinary transformers directory, and later loads read that in about a second. Records still
-name the GGUF file as the model's source; the copy is an implementation detail of loading.
+an ordinary transformers directory, which later loads read in about 4 s, imports included.
+Records still name the GGUF file as the model's source; the copy is a detail of loading.
 
 A copy is keyed by the file (resolved path, size, modification time) and by the versions of
 transformers and gguf that converted it, so a changed file or library converts afresh. It is
 written under a temporary name and renamed when complete, so a load that stops half-way, or two
 processes converting at once, never leave a partial copy that a later load would trust. It lives
-under ``$LIZARD_BENCH_CACHE/converted`` (``~/.cache/lizard-bench`` by default; about 540 MB for
+under ``$LIZARD_BENCH_CACHE/converted`` (``~/.cache/lizard-bench`` by default; 538 MB for
 SmolLM2). ``LIZARD_BENCH_GGUF_CACHE=0`` turns it off; a copy that cannot be written is skipped
 with a warning, never an error.
 """

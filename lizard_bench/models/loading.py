@@ -69,6 +69,11 @@ def _load_gguf(source: ModelSource, tokenizer: PreTrainedTokenizerBase) -> PreTr
         except (OSError, SafetensorError, ValueError, RuntimeError) as exc:  # damaged since it was written
             gguf_cache.discard(converted, reason=f"{type(exc).__name__}: {first_line(exc)}")
         else:
+            # safetensors maps the file: copy the weights into the process's own memory, as a GGUF load leaves
+            # them, or the memory probe would count their pages as they are first read during a prefill
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.data = parameter.data.clone()
             model.name_or_path = model.config._name_or_path = directory  # named as a load from the file would be
             return model
     with _quiet_transformers():
