@@ -71,18 +71,14 @@ def test_a_second_load_reads_the_converted_copy_and_gives_the_same_model(smollm2
 
 
 def test_weights_loaded_from_the_copy_are_in_anonymous_memory_not_mapped_from_the_file(smollm2):
-    import re
     from pathlib import Path
 
-    status = Path("/proc/self/status")
-    if not status.is_file():
+    from lizard_bench.efficiency.resident import _status_kib
+
+    if not Path("/proc/self/status").is_file():
         pytest.skip("needs Linux /proc")
-
-    def anonymous_bytes() -> int:
-        return int(re.search(r"RssAnon:\s+(\d+) kB", status.read_text()).group(1)) * 1024
-
-    before = anonymous_bytes()
+    before = _status_kib("RssAnon")
     again = load_model("smollm2-135m", device="cpu")
     weights = sum(p.numel() * p.element_size() for p in again.model.parameters())
     # the memory probe subtracts the RSS after load: mapped weights would be counted later, during a prefill
-    assert anonymous_bytes() - before > 0.9 * weights
+    assert (_status_kib("RssAnon") - before) * 1024 > 0.9 * weights

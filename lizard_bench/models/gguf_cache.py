@@ -30,6 +30,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lizard_bench.errors import first_line
 from lizard_bench.models.locate import default_cache_dir
 
 DISABLE_ENV_VAR = "LIZARD_BENCH_GGUF_CACHE"
@@ -101,8 +102,9 @@ def store(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gguf_path:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def discard(directory: Path, *, reason: str) -> None:
-    """Remove a converted copy that failed to load, so that the file is converted afresh."""
-    print(f"warning: the converted copy in {directory} did not load ({reason}); converting the GGUF file again",
+def discard(directory: Path, error: Exception) -> None:
+    """Remove a converted copy that failed to load with ``error``, so that the file is converted afresh."""
+    print(f"warning: the converted copy in {directory} did not load ({type(error).__name__}: {first_line(error)}); "
+          "converting the GGUF file again",
           file=sys.stderr)
     shutil.rmtree(directory, ignore_errors=True)

@@ -67,7 +67,7 @@ def _load_gguf(source: ModelSource, tokenizer: PreTrainedTokenizerBase) -> PreTr
         try:
             model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
         except (OSError, SafetensorError, ValueError, RuntimeError) as exc:  # damaged since it was written
-            gguf_cache.discard(converted, reason=f"{type(exc).__name__}: {first_line(exc)}")
+            gguf_cache.discard(converted, exc)
         else:
             # safetensors maps the file: copy the weights into the process's own memory, as a GGUF load leaves
             # them, or the memory probe would count their pages as they are first read during a prefill
@@ -93,7 +93,7 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
                 try:
                     return AutoTokenizer.from_pretrained(converted)
                 except (OSError, ValueError) as exc:  # damaged since it was written
-                    gguf_cache.discard(converted, reason=f"{type(exc).__name__}: {first_line(exc)}")
+                    gguf_cache.discard(converted, exc)
             directory, filename = source.gguf_dir_and_file
             with _quiet_transformers():
                 return AutoTokenizer.from_pretrained(directory, gguf_file=filename)
