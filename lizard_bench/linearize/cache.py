@@ -45,6 +45,8 @@ class LizardCacheLayer(DynamicLayer):
         self.buffers: dict[str, torch.Tensor] = {}
         # groups of buffers held as rings while decoding (see extend_window): group -> (names, oldest slot)
         self.rings: dict[str, tuple[tuple[str, ...], int]] = {}
+        # per ring group, buffers read before it held in one tensor with it (see ring_with_prefix)
+        self.prefixed: dict[str, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
 
     def get_seq_length(self) -> int:
         return self.seen
@@ -61,6 +63,7 @@ class LizardCacheLayer(DynamicLayer):
         self.gla = None
         self.buffers = {}
         self.rings = {}
+        self.prefixed = {}
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("a recurrent state cannot be cropped (assisted decoding is not supported)")
@@ -176,6 +179,29 @@ class LizardCacheLayer(DynamicLayer):
                 self.buffers[name][:, oldest].copy_(tensor[:, 0])
             self.rings[group] = (names, (oldest + 1) % self.buffers[names[0]].shape[1])
         return [self.buffers[name] for name in names], None
+
+    def ring_with_prefix(
+        self, names: tuple[str, ...], new: tuple[torch.Tensor, ...], keep: int, prefix: tuple[str, ...], group: str,
+    ) -> list[torch.Tensor]:
+        """A decode step of :meth:`extend_window` (no padding) that returns each ring joined after its ``prefix``
+        buffer (e.g. the anchors' keys before the window's), without a copy per token.
+
+        Why: one query reads the anchors and the window alike, and joining them anew per token copied the
+        whole window in every layer. The first step joins them once and makes the prefix and the ring
+        views of the joined tensor, so the ring's in-place writes land in it. Anything that replaces a
+        buffer (a prefill chunk, padding, beam reordering) breaks the views, and the next step joins again.
+        """
+        rings, _ = self.extend_window(names, new, keep, None, group)
+        held = self.prefixed.get(group)
+        current = tuple(self.buffers[name] for name in (*prefix, *names))
+        if held is not None and all(a is b for a, b in zip(held[0], current, strict=True)):
+            return list(held[1])
+        joined = tuple(torch.cat([self.buffers[first], ring], dim=1) for first, ring in zip(prefix, rings, strict=True))
+        for first, name, whole in zip(prefix, names, joined, strict=True):
+            split = self.buffers[first].shape[1]
+            self.buffers[first], self.buffers[name] = whole[:, :split], whole[:, split:]
+        self.prefixed[group] = (tuple(self.buffers[name] for name in (*prefix, *names)), joined)
+        return list(joined)
 
     def _unroll(self, group: str | None = None) -> None:
         """Put ring buffers (of ``group``, or all) back in token order, without their oldest slot (in no window now)."""

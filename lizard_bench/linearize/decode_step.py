@@ -11,14 +11,16 @@ kernels' step functions and gives the general path's numbers to float rounding
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import torch
 
 from lizard_bench.kernels import gated_linear_attention_step, softmax_attention_step
+from lizard_bench.kernels.torch_backend.common import as_dtype
 from lizard_bench.linearize.cache import LizardCacheLayer
 from lizard_bench.linearize.config import LinearizeConfig
-from lizard_bench.linearize.heads import apply_rope_pair, repeat_kv
+from lizard_bench.linearize.heads import rotate_half
 
 if TYPE_CHECKING:
     from lizard_bench.linearize.attention import LizardAttention
@@ -46,34 +48,68 @@ def every_anchor_past_window(config: LinearizeConfig, seen: int) -> bool:
 def decode_step(attention: LizardAttention, x: torch.Tensor, position_embeddings, state: LizardCacheLayer):
     """x [B, 1, d_model] -> the heads' mixed output [B, 1, H·D] (o_proj's input); advances ``state``."""
     config, combine = attention.config, attention.config.combine
-    q, k, v = attention.project(x)
+    B, D, base = x.shape[0], attention.head_dim, attention.base
+    token = x.view(B, -1)  # [B, d_model]: a 2-D input is one addmm per projection, without matmul's reshapes
+    q, k, v = (proj(token).view(B, -1, D) for proj in (base.q_proj, base.k_proj, base.v_proj))  # [B, heads, D]
+    heads = torch.cat([q, k], dim=1)  # query and key heads side by side: one call each for the features, RoPE
     linear = None
     if config.linear_branch:
-        features_q = attention.feature_q(q)[:, 0].to(v.dtype)
-        features_k = attention.feature_k(repeat_kv(k, attention.groups))[:, 0].to(v.dtype)
+        features_q, features_k = paired_features(attention, heads)
         linear, state.gla = gated_linear_attention_step(
-            features_q, features_k, v[:, 0], attention.gate(x)[:, 0], state.gla, eps=config.eps,
-            normalize=combine != "unnormalised", in_place=True,
+            as_dtype(features_q, v.dtype), as_dtype(features_k, v.dtype), v, attention.gate(token), state.gla,
+            eps=config.eps, normalize=combine != "unnormalised", in_place=True,
         )
         if combine == "unnormalised":
             linear = linear * attention.gla_log_scale.exp().view(1, -1, 1).to(linear.dtype)
     out = linear
     if config.window:
         if config.window_rope:
-            q, k = apply_rope_pair(q, k, *position_embeddings)
-        (keys, values), _ = state.extend_window(("k", "v"), (k, v), config.window - 1, None, group="kv")
+            cos, sin = (as_dtype(t, heads.dtype) for t in position_embeddings)  # [B, 1, D]: broadcast over heads
+            heads = torch.addcmul(heads * cos, rotate_half(heads), sin)
+        q, k = heads[:, : attention.num_heads], heads[:, attention.num_heads :]
+        new, keep = (k[:, None], v[:, None]), config.window - 1
         if config.num_anchors:  # one softmax over anchors and window: order does not matter to one query
-            keys = torch.cat([state.buffers["anchor_k"], keys], dim=1)
-            values = torch.cat([state.buffers["anchor_v"], values], dim=1)
+            keys, values = state.ring_with_prefix(("k", "v"), new, keep, ("anchor_k", "anchor_v"), group="kv")
+        else:
+            (keys, values), _ = state.extend_window(("k", "v"), new, keep, None, group="kv")
         # 'convex' (ŷ_win + π ŷ_gla, π the sinks' share of the normaliser) is the sinks carrying ŷ_gla as their value
         convex = combine == "convex" and linear is not None
         # the sinks as one sink of logit log Σ_r e^{t_r} (the same normaliser), held between optimizer steps
         sinks = attention._sinks_log_total()[:, None] if hasattr(attention, "sink_logits") else None
-        window_out = softmax_attention_step(q[:, 0], keys, values, sink_logits=sinks,
-                                            sink_values=linear if convex else None)
+        window_out = softmax_attention_step(q, keys, values, sink_logits=sinks, sink_values=linear if convex else None)
         if linear is None or convex:
             out = window_out
         else:
             out = linear + attention.alpha.view(1, -1, 1).to(linear.dtype) * window_out
     state.seen += 1
     return out.reshape(x.shape[0], 1, -1).to(x.dtype)
+
+
+def paired_features(attention: LizardAttention, heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """φ_q and φ_k of one token, float32 [B, H, F] each, from ``heads`` [B, H + Hkv, D] (q's heads, then k's).
+
+    Why: the two Hedgehog maps of one token are 2H small products, which written as two module calls (and
+    a copy of k per query head) cost more calls than arithmetic. Here the key heads are gathered for their
+    query heads and both maps run as one batched product against the maps' weights side by side.
+    """
+    H = attention.num_heads
+    rows = heads.index_select(1, _query_and_key_heads(H, attention.groups, heads.device))  # [B, 2H, D]
+    projected = torch.bmm(rows.transpose(0, 1).float(), _paired_weights(attention))  # [2H, B, F/2]
+    features = torch.stack([projected, -projected], dim=-2).softmax(dim=-1).flatten(-2).transpose(0, 1)
+    return features[:, :H], features[:, H:]
+
+
+@functools.lru_cache(maxsize=16)
+def _query_and_key_heads(num_heads: int, groups: int, device: torch.device) -> torch.Tensor:
+    """Rows of [q heads, k heads] giving q's H heads, then for each query head h its key head h // groups."""
+    key_heads = num_heads + torch.arange(num_heads) // groups
+    return torch.cat([torch.arange(num_heads), key_heads]).to(device)
+
+
+def _paired_weights(attention: LizardAttention) -> torch.Tensor:
+    """The q and k feature maps' weights stacked [2H, D, F/2] (float32), kept until either weight changes."""
+    weights = (attention.feature_q.weight, attention.feature_k.weight)
+    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+    if getattr(attention, "_paired_key", None) != key:
+        attention._paired_key, attention._paired = key, torch.cat(weights).float()
+    return attention._paired

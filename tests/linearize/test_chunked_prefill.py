@@ -107,14 +107,19 @@ def test_generate_prefills_in_chunks_and_generates_the_same_tokens(name):
 
 @pytest.mark.parametrize("name", ["lizard_plus-anchors", "lizard", "hybrid"])
 def test_the_state_left_behind_holds_no_chunk_it_was_cut_from(name):
-    """A buffer kept as a slice of a chunk would keep the whole chunk's storage alive (memory that grows with C)."""
+    """A buffer kept as a slice of a chunk would keep the whole chunk's storage alive (memory that grows with C).
+
+    Buffers may share one storage (a decode step joins the anchors and the window ring), so what is checked is
+    that the storages behind a layer's buffers hold exactly the buffers' bytes. 40 tokens in chunks of 13 end
+    with a one-token chunk, a decode step."""
     model = model_for(name)
     cache, _ = prefill_in_chunks(model, prompt(length=LENGTH), 13)
     layers = [layer for layer in cache.layers if isinstance(layer, LizardCacheLayer)]
     assert layers
     for layer in layers:
-        for buffer_name, tensor in layer.buffers.items():
-            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size(), buffer_name
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in layer.buffers.values()}
+        held = sum(t.numel() * t.element_size() for t in layer.buffers.values())
+        assert sum(storages.values()) == held, sorted(layer.buffers)
 
 
 @pytest.mark.parametrize(("name", "covers_every_key"), [("lizard", False), ("hybrid", True)])

@@ -14,6 +14,15 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def as_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in ``dtype``: ``x`` itself when it already is.
+
+    Why not plain ``x.to(dtype)``: even when it returns ``x`` it is a dispatched call (~2 µs on a
+    laptop-class CPU), and a decode step makes dozens per layer for every token.
+    """
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def contiguous_as(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``x`` cast to ``dtype`` and made contiguous in a single copy.
 

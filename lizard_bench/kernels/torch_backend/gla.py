@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lizard_bench.kernels.state import GLAState
-from lizard_bench.kernels.torch_backend.common import SegmentedOutput, accumulation_dtype, contiguous_as
+from lizard_bench.kernels.torch_backend.common import SegmentedOutput, accumulation_dtype, as_dtype, contiguous_as
 
 DEFAULT_CHUNK_SIZE = 32
 # Tokens per segment (see gated_linear_attention).
@@ -222,28 +222,50 @@ def gated_linear_attention_step(
 
     The state keeps its dtype (float32, or float64 when it came from float64 inputs);
     ``normalize=False`` returns the numerator q_iᵀ S_i alone. ``in_place`` updates ``state``'s
-    tensors themselves (and returns them): a decode loop then allocates no [B, H, K, V] state per token.
+    tensors themselves (and returns them; a state that is not contiguous is copied first): a decode loop
+    then allocates no [B, H, K, V] state per token.
     """
     acc = state.S.dtype
     B, H, K = q.shape
     Hv, V = v.shape[1], v.shape[2]
-    qf, kf = q.to(acc), _heads(k.to(acc), H)
-    gamma = log_gate.to(acc).exp()  # [B, H]
+    qf, kf = as_dtype(q, acc), _heads(as_dtype(k, acc), H)
+    gamma = as_dtype(log_gate, acc).exp()  # [B, H]
+    if in_place:  # (a state that is not contiguous is copied once: every later step is then in place)
+        state = GLAState(S=state.S.contiguous(), z=state.z.contiguous())
+        return _step_in_place(qf, kf, as_dtype(v, acc), gamma, state, eps=eps, normalize=normalize, dtype=q.dtype)
     # grouped values broadcast in place of a copy: S viewed [B, Hv, G, K, V] against v [B, Hv, 1, 1, V]
     grouped_k, grouped_v = kf.reshape(B, Hv, H // Hv, K, 1), v.to(acc).reshape(B, Hv, 1, 1, V)
-    if in_place:
-        S = state.S.mul_(gamma[..., None, None])
-        S.view(B, Hv, H // Hv, K, V).addcmul_(grouped_k, grouped_v)
-        z = state.z.mul_(gamma[..., None]).add_(kf)
-    else:
-        S = torch.addcmul((grouped_k * grouped_v).view(B, H, K, V), gamma[..., None, None], state.S)  # [B, H, K, V]
-        z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
+    S = torch.addcmul((grouped_k * grouped_v).view(B, H, K, V), gamma[..., None, None], state.S)  # [B, H, K, V]
+    z = torch.addcmul(kf, gamma[..., None], state.z)  # [B, H, K]
     query = qf.unsqueeze(-2)  # [B, H, 1, K]
     num = torch.matmul(query, S).squeeze(-2)  # [B, H, V]
     if not normalize:
         return num.to(q.dtype), GLAState(S=S, z=z)
     den = (qf * z).sum(dim=-1, keepdim=True)  # [B, H, 1]
     return (num / (den + eps)).to(q.dtype), GLAState(S=S, z=z)
+
+
+def _step_in_place(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gamma: torch.Tensor, state: GLAState, *, eps: float,
+    normalize: bool, dtype: torch.dtype,
+) -> tuple[torch.Tensor, GLAState]:
+    """The step on contiguous state tensors, as flat batched products (q, k [B, H, K], v [B, Hv, V], gamma [B, H]).
+
+    Why a path of its own: a decode step's arithmetic is tiny, so its cost is the number of calls, which every
+    layer pays for every token. The G heads sharing a value head take their k vᵀ as one [G·K, 1] @ [1, V]
+    product, and the read-outs are one bmm each, instead of broadcast views and matmul's reshapes.
+    """
+    S, z = state.S, state.z
+    B, H, K, V = S.shape
+    Hv = v.shape[1]
+    S.mul_(gamma.view(B, H, 1, 1))
+    S.view(B * Hv, H // Hv * K, V).baddbmm_(k.reshape(B * Hv, H // Hv * K, 1), v.reshape(B * Hv, 1, V))
+    z.mul_(gamma.view(B, H, 1)).add_(k)
+    rows = q.reshape(B * H, 1, K)
+    num = torch.bmm(rows, S.view(B * H, K, V)).view(B, H, V)
+    if normalize:
+        num = num.div_(torch.bmm(rows, z.view(B * H, K, 1)).view(B, H, 1).add_(eps))
+    return as_dtype(num, dtype), GLAState(S=S, z=z)
 
 
 def _heads(x: torch.Tensor, H: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.scale import softmax_scale
-from lizard_bench.kernels.torch_backend.common import accumulation_dtype, contiguous_as
+from lizard_bench.kernels.torch_backend.common import accumulation_dtype, as_dtype, contiguous_as
 from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
 # Score elements materialised at once by the dense path (64 MiB in float32).
@@ -107,7 +107,7 @@ def softmax_attention_step(
     The sinks' weight carries ``sink_values`` [B, H, Dv] (zero when None) into the output.
     """
     out, lse = _single_queries(q, k, v, scale=softmax_scale(q.shape[-1], scale), key_mask=None)
-    return _with_sinks(out, lse, sink_logits, sink_values, need_lse=False)[0].to(q.dtype)
+    return as_dtype(_with_sinks(out, lse, sink_logits, sink_values, need_lse=False)[0], q.dtype)
 
 
 def _one_query(
@@ -158,7 +158,7 @@ def _single_queries(
             scores = scores.add_(key_bias(key_mask, acc).view(B, 1, 1, -1))
         lse = torch.logsumexp(scores, dim=-1)
         out = torch.matmul(torch.exp(scores - lse[..., None]), values.to(acc))
-    return out.reshape(B, H, Dv), lse.reshape(B, H).to(acc)
+    return out.reshape(B, H, Dv), as_dtype(lse.reshape(B, H), acc)
 
 
 def _with_sinks(
@@ -173,10 +173,9 @@ def _with_sinks(
     if sink_logits is None:
         return out, lse
     total = sink_logits[:, 0] if sink_logits.shape[-1] == 1 else torch.logsumexp(sink_logits, dim=-1)
-    total = total.to(lse.dtype)
-    share = torch.sigmoid(total - lse)[..., None]  # [B, H, 1]
-    carried = torch.zeros((), dtype=out.dtype, device=out.device) if sink_values is None else sink_values.to(out.dtype)
-    out = torch.lerp(out, carried, share.to(out.dtype))
+    share = torch.sigmoid(as_dtype(total, lse.dtype) - lse)[..., None]  # [B, H, 1]
+    carried = torch.zeros((), dtype=out.dtype, device=out.device) if sink_values is None else sink_values
+    out = torch.lerp(out, as_dtype(carried, out.dtype), as_dtype(share, out.dtype))
     return out, (torch.logaddexp(lse, total) if need_lse else lse)
 
 
