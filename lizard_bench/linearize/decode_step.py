@@ -90,11 +90,16 @@ def paired_features(attention: LizardAttention, heads: torch.Tensor) -> tuple[to
 
     Why: the two Hedgehog maps of one token are 2H small products, which written as two module calls (and
     a copy of k per query head) cost more calls than arithmetic. Here the key heads are gathered for their
-    query heads and both maps run as one batched product against the maps' weights side by side.
+    query heads, each map's product writes into one shared tensor, and one softmax takes both. (Stacking
+    the two weights instead would hold a copy of them, 9 MB for SmolLM2, for the whole decode.)
     """
     H = attention.num_heads
-    rows = heads.index_select(1, _query_and_key_heads(H, attention.groups, heads.device))  # [B, 2H, D]
-    projected = torch.bmm(rows.transpose(0, 1).float(), _paired_weights(attention))  # [2H, B, F/2]
+    rows = as_dtype(heads.index_select(1, _query_and_key_heads(H, attention.groups, heads.device)), torch.float32)
+    rows = rows.transpose(0, 1)  # [2H, B, D]
+    weights = [as_dtype(m.weight, torch.float32) for m in (attention.feature_q, attention.feature_k)]  # [H, D, F/2]
+    projected = rows.new_empty(2 * H, rows.shape[1], weights[0].shape[-1])
+    torch.bmm(rows[:H], weights[0], out=projected[:H])
+    torch.bmm(rows[H:], weights[1], out=projected[H:])
     features = torch.stack([projected, -projected], dim=-2).softmax(dim=-1).flatten(-2).transpose(0, 1)
     return features[:, :H], features[:, H:]
 
@@ -104,12 +109,3 @@ def _query_and_key_heads(num_heads: int, groups: int, device: torch.device) -> t
     """Rows of [q heads, k heads] giving q's H heads, then for each query head h its key head h // groups."""
     key_heads = num_heads + torch.arange(num_heads) // groups
     return torch.cat([torch.arange(num_heads), key_heads]).to(device)
-
-
-def _paired_weights(attention: LizardAttention) -> torch.Tensor:
-    """The q and k feature maps' weights stacked [2H, D, F/2] (float32), kept until either weight changes."""
-    weights = (attention.feature_q.weight, attention.feature_k.weight)
-    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
-    if getattr(attention, "_paired_key", None) != key:
-        attention._paired_key, attention._paired = key, torch.cat(weights).float()
-    return attention._paired
