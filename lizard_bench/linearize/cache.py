@@ -248,6 +248,11 @@ def lizard_layer(cache, layer_idx: int, chunk_mask: bool = False) -> LizardCache
     return layers[layer_idx]
 
 
+def constant_size(cache) -> bool:
+    """Whether every layer of a transformers cache is a linearized layer's state (none grows with the context)."""
+    return bool(cache.layers) and all(isinstance(layer, LizardCacheLayer) for layer in cache.layers)
+
+
 def cache_bytes(cache) -> int:
     """Total bytes of a transformers cache: decode state of linearized layers plus keys/values of softmax ones."""
     total = 0

@@ -67,6 +67,9 @@ class ModelHandle:
     variant_summary: dict[str, Any] = field(default_factory=dict)  # checkpoint and method, for provenance
     # (function, args, kwargs) that rebuild this handle in another process, for probes that need a fresh one
     rebuild: tuple[Callable[..., ModelHandle], tuple, dict[str, Any]] | None = None
+    # post-prefill states one probe leaves for a later one on this handle (tasks/efficiency.py): the decode
+    # probe then does not re-run a prefill the prefill probe has just measured
+    prefilled: dict[tuple, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> torch.nn.Module:

@@ -5,6 +5,7 @@ import pytest
 from lizard_bench.config import load_config
 from lizard_bench.efficiency import measure, workloads
 from lizard_bench.runner import run_suite
+from lizard_bench.tasks import TaskContext
 from tests.tiny_models import save_tiny_llama
 
 
@@ -96,3 +97,31 @@ def test_the_probes_default_chunk_is_the_linearized_models_own():
     from lizard_bench.linearize.prefill import DEFAULT_PREFILL_CHUNK
 
     assert PREFILL_CHUNK == DEFAULT_PREFILL_CHUNK
+
+
+@pytest.mark.parametrize(("method", "reused"), [("lizard", True), (None, False)])
+def test_the_decode_probe_decodes_from_the_prefill_probes_state_when_it_stays_small(method, reused, monkeypatch):
+    """A linearized model's post-prefill state is constant-size, so the prefill probe hands it to the decode probe
+    (no second prefill of the same ids); a softmax model's growing cache is not kept."""
+    from lizard_bench.config import SuiteConfig
+    from lizard_bench.tasks import get_task
+    from tests.long_context.helpers import make_handle
+    from tests.tiny_models import linearized_tiny_llama, tiny_llama
+
+    model = linearized_tiny_llama(method, window=4) if method else tiny_llama().eval()
+    handle = make_handle(model)
+    options = {"lengths": [16, 40], "repeats": 2, "decode_tokens": 3}
+    config = SuiteConfig(tasks=["prefill", "decode"], task_options={"prefill": options, "decode": options})
+    context = TaskContext(config=config, corpus=lambda: pytest.fail("no corpus"))
+    prefills = []
+    real_prefill = workloads.prefill
+    monkeypatch.setattr(workloads, "prefill", lambda *a, **k: prefills.append(a[1].shape[1]) or real_prefill(*a, **k))
+    get_task("prefill").run(handle, context)
+    assert len(handle.prefilled) == (2 if reused else 0)
+    after_prefill_probe = len(prefills)
+    decoded = {v.metric: v for v in get_task("decode").run(handle, context)}
+    assert prefills[after_prefill_probe:] == ([] if reused else [16, 40])
+    assert handle.prefilled == {}
+    for length in (16, 40):
+        record = decoded[f"tokens_per_s@{length}"]
+        assert record.value > 0 and record.details["prefill_from_prefill_probe"] is reused
