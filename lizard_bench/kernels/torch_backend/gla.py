@@ -230,8 +230,9 @@ def gated_linear_attention_step(
     Hv, V = v.shape[1], v.shape[2]
     qf, kf = as_dtype(q, acc), _heads(as_dtype(k, acc), H)
     gamma = as_dtype(log_gate, acc).exp()  # [B, H]
-    if in_place:  # (a state that is not contiguous is copied once: every later step is then in place)
-        state = GLAState(S=state.S.contiguous(), z=state.z.contiguous())
+    if in_place:
+        if not (state.S.is_contiguous() and state.z.is_contiguous()):  # copied once; later steps are in place
+            state = GLAState(S=state.S.contiguous(), z=state.z.contiguous())
         return _step_in_place(qf, kf, as_dtype(v, acc), gamma, state, eps=eps, normalize=normalize, dtype=q.dtype)
     # grouped values broadcast in place of a copy: S viewed [B, Hv, G, K, V] against v [B, Hv, 1, 1, V]
     grouped_k, grouped_v = kf.reshape(B, Hv, H // Hv, K, 1), v.to(acc).reshape(B, Hv, 1, 1, V)
