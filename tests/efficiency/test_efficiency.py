@@ -99,15 +99,20 @@ def test_the_probes_default_chunk_is_the_linearized_models_own():
     assert PREFILL_CHUNK == DEFAULT_PREFILL_CHUNK
 
 
-@pytest.mark.parametrize(("method", "reused"), [("lizard", True), (None, False)])
-def test_the_decode_probe_decodes_from_the_prefill_probes_state_when_it_stays_small(method, reused, monkeypatch):
-    """A linearized model's post-prefill state is constant-size, so the prefill probe hands it to the decode probe
-    (no second prefill of the same ids); a softmax model's growing cache is not kept."""
+@pytest.mark.parametrize(("method", "cap", "reused"), [("lizard", 0, True), (None, None, True), (None, 0, False)])
+def test_the_decode_probe_decodes_from_the_prefill_probes_state_when_it_stays_small(method, cap, reused, monkeypatch):
+    """The prefill probe hands its post-prefill states to the decode probe (no second prefill of the same ids):
+    a linearized model's constant-size state always, a softmax model's growing cache only while all kept
+    caches fit under the cap (here the default, which holds a tiny model's, or none at all)."""
+    from lizard_bench_tasks import efficiency
+
     from lizard_bench.config import SuiteConfig
     from lizard_bench.tasks import get_task
     from tests.long_context.helpers import make_handle
     from tests.tiny_models import linearized_tiny_llama, tiny_llama
 
+    if cap is not None:
+        monkeypatch.setattr(efficiency, "KEPT_GROWING_CACHE_BYTES", cap)
     model = linearized_tiny_llama(method, window=4) if method else tiny_llama().eval()
     handle = make_handle(model)
     options = {"lengths": [16, 40], "repeats": 2, "decode_tokens": 3}

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from lizard_bench.kernels.state import GLAState
 from lizard_bench.kernels.torch_backend.common import SegmentedOutput, accumulation_dtype, as_dtype, contiguous_as
 
-DEFAULT_CHUNK_SIZE = 32
+# Measured on a 2-core CPU at K = 128, V = 64 (one process, interleaved): chunks of 64 took 0.90-0.98x the time
+# of chunks of 32 at 512-16K tokens, forward and forward + backward alike.
+DEFAULT_CHUNK_SIZE = 64
 # Tokens per segment (see gated_linear_attention).
 SEGMENT = 256
 # Decay exponents are clamped from below to this. e^{-60} ≈ 1e-26 is far below float32

@@ -68,8 +68,8 @@ class TrainConfig:
     corpus: str = "pydoc"  # used when the caller does not pass a corpus
     seq_len: int = field(default=512, metadata=rule(lambda n: n >= 2, "must be >= 2"))
     seed: int = 0
-    stage1: StageConfig = field(default_factory=lambda: StageConfig(tokens=51_200, lr=1e-3))
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(tokens=30_720, lr=5e-4))
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(tokens=40_960, lr=1e-3))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(tokens=20_480, lr=5e-4))
     lora: LoraSettings = field(default_factory=LoraSettings)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99], metadata=rule(
         lambda betas: len(betas) == 2 and all(0 <= b < 1 for b in betas), "must be two numbers in [0, 1)"))
