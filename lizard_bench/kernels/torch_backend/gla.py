@@ -80,14 +80,15 @@ def gated_linear_attention(
     S, z = _initial_state(initial_state, B, H, K, V, acc, q.device)  # [B, H, K, V], [B, H, K]
     causal = torch.ones(C, C, dtype=acc, device=q.device).tril_()
     out = SegmentedOutput((B, T, H, V), q.dtype, q.device, q, k, v, log_gate, *(initial_state or ()))
-    for start in range(0, T, step):
-        stop = min(T, start + step)
-        chunks = slice(start // C, -(-stop // C))
-        piece, S, z = _segment(q[:, start:stop], k[:, start:stop], v[:, start:stop],
-                               *(g[:, :, chunks] for g in gates), S, z, causal, eps=eps if normalize else None,
-                               dest=out.slot(stop - start))
+    # split, not slices: autograd turns each slice into a zero-filled gradient of the whole input
+    segments = zip(*(x.split(step, dim=1) for x in (q, k, v)), *(g.split(step // C, dim=2) for g in gates),
+                   strict=True)
+    for q_seg, k_seg, v_seg, *gates_seg in segments:
+        length = q_seg.shape[1]
+        piece, S, z = _segment(q_seg, k_seg, v_seg, *gates_seg, S, z, causal, eps=eps if normalize else None,
+                               dest=out.slot(length))
         if piece is not None:
-            out.add(piece, stop - start)  # piece: [B, stop - start, H, V]
+            out.add(piece, length)  # piece: [B, length, H, V]
     return out.result(), (GLAState(S=S, z=z) if output_final_state else None)
 
 
@@ -193,9 +194,10 @@ def _scan(delta: torch.Tensor, decay: torch.Tensor, state: torch.Tensor, *,
             torch.addcmul(delta[:, :, n - 1], decay[:, :, n - 1], states[:, :, n - 1], out=states[:, :, n])
         return states, torch.addcmul(delta[:, :, N - 1], decay[:, :, N - 1], states[:, :, N - 1])
     entering = []
-    for n in range(N):
+    # unbind, not delta[:, :, n]: autograd turns each index into a zero-filled gradient of the whole input
+    for delta_n, decay_n in zip(delta.unbind(2), decay.unbind(2), strict=True):
         entering.append(state)
-        state = torch.addcmul(delta[:, :, n], decay[:, :, n], state)
+        state = torch.addcmul(delta_n, decay_n, state)
     return torch.stack(entering, dim=2), state
 
 
