@@ -7,7 +7,7 @@ Prepared for a short session on one H100. In order, it
    (w=128) + sinks (m=4) branch and gated linear attention (feature size 128, with its
    final state), forward at every T and gradients at the first T;
 2. times forward + backward of the same ops per backend (what training costs);
-3. prints the forward timing table of ``benchmarks/kernels.py`` for the same shapes.
+3. prints the forward timing table of ``benchmarks/kernel_ops.py`` for the same shapes.
 
 Everything printed is also written to ``--out``; the exit status is 1 when a check fails.
 
@@ -200,12 +200,12 @@ def time_training(report: Report, args, device, dtype) -> None:
 
 
 def forward_table(report: Report, args, device, dtype) -> None:
-    """benchmarks/kernels.py's forward table (SDPA, torch, triton, flash-linear-attention when present)."""
+    """benchmarks/kernel_ops.py's forward table (SDPA, torch, triton, flash-linear-attention when present)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import kernels as kernel_benchmark
+    import kernel_ops as kernel_benchmark
 
     report()
-    report("## forward only (benchmarks/kernels.py), one table per T")
+    report("## forward only (benchmarks/kernel_ops.py), one table per T")
     for T in args.T:
         argv = ["--device", device, "--dtype", str(dtype).removeprefix("torch."), "--B", str(args.B),
                 "--H", str(args.H), "--D", str(args.D), "--feature-size", str(args.feature_size),

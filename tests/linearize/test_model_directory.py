@@ -119,7 +119,7 @@ def test_the_shipped_code_is_what_transformers_copies(saved):
     assert reached == set(model_code())
     packages = set().union(*(get_imports(str(directory / name)) for name in reached))
     assert packages <= {"torch", "transformers", "math", "os", "typing", "dataclasses", "functools", "importlib",
-                        "__future__"}
+                        "collections", "__future__"}
 
 
 def test_a_missing_tensor_is_refused_in_one_line_by_the_shipped_code(fresh):

@@ -19,14 +19,14 @@ import torch.nn.functional as F
 from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.scale import softmax_scale
 from lizard_bench.kernels.torch_backend.common import accumulation_dtype, as_dtype, contiguous_as
-from lizard_bench.kernels.torch_backend import fused_window
+from lizard_bench.kernels.torch_backend.fused_window import CPU_ATTENTION_WITH_LSE, applies, fused_window_attention
 from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
 # Score elements materialised at once by the dense path (64 MiB in float32).
 _DENSE_SCORE_BUDGET = 1 << 24
 
 # The CPU flash-attention kernel with its log-normaliser (None: the softmax is written out).
-_CPU_ATTENTION_WITH_LSE = fused_window.CPU_ATTENTION_WITH_LSE
+_CPU_ATTENTION_WITH_LSE = CPU_ATTENTION_WITH_LSE
 
 
 def softmax_attention(
@@ -64,12 +64,12 @@ def softmax_attention(
             start = max(0, S - T - window + 1)
             return _dense(q, k[:, start:], v[:, start:], causal=True, window=window, sinks=sink_logits, scale=scale,
                           return_lse=return_lse, key_mask=None if key_mask is None else key_mask[:, start:])
-        if fused_window.applies(q, k, v, sink_logits, key_mask):
+        if applies(q, k, v, sink_logits, key_mask):
             def dense(q_rows, keys, values):
                 return _dense(q_rows, keys, values, causal=True, window=window, sinks=sink_logits, scale=scale,
                               return_lse=True)
-            return fused_window.fused_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale,
-                                                       return_lse=return_lse, dense=dense)
+            return fused_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale,
+                                          return_lse=return_lse, dense=dense)
         return banded_window_attention(q, k, v, window=window, sink_logits=sink_logits, scale=scale,
                                        return_lse=return_lse, key_mask=key_mask)
     return _dense(q, k, v, causal=causal, window=window, sinks=sink_logits, scale=scale, return_lse=return_lse,

@@ -14,8 +14,8 @@ script measures. On CUDA it also reports TFLOP/s and GB/s (see ``flops`` and ``b
 for the models) and, when flash-linear-attention (``fla``) imports, its chunked GLA
 kernels as extra rows. Defaults are SmolLM2-135M's attention shapes.
 
-    python benchmarks/kernels.py                       # CPU, torch backend, T = 1K, 4K, 16K
-    python benchmarks/kernels.py --device cuda --backend all --dtype bfloat16
+    python benchmarks/kernel_ops.py                       # CPU, torch backend, T = 1K, 4K, 16K
+    python benchmarks/kernel_ops.py --device cuda --backend all --dtype bfloat16
 """
 
 from __future__ import annotations
