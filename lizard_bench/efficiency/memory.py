@@ -9,7 +9,9 @@ the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and r
 (``VmHWM``) after the prefill. It then frees what the prefill left in the allocator
 (``malloc_trim``), resets the mark again, and only then measures decoding, so the decode
 numbers hold the cache and decoding's own memory, not the prefill's freed temporaries
-(which were most of a "decode peak" before).
+(which were most of a "decode peak" before). Blocks of 4 MiB or more are mapped on their own and
+unmapped when freed (:func:`resident.return_large_blocks_at_once`), so a freed cache or activation
+leaves the resident set at once instead of whenever glibc's heap is next trimmed.
 Reported bytes are *above the loaded model*: activations, caches and temporaries, not weights.
 """
 
@@ -28,7 +30,8 @@ import torch
 from lizard_bench.efficiency import measure, resident, workloads
 
 CPU_METHOD = ("child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load; "
-              "decode measured after the prefill's freed memory is returned (malloc_trim)")
+              "decode measured after the prefill's freed memory is returned (malloc_trim); "
+              "blocks of 4 MiB or more mapped on their own and returned when freed (mallopt M_MMAP_THRESHOLD)")
 LOAD_TIMEOUT_S = 600.0  # for the child to rebuild the model before its budget starts
 CUDA_METHOD = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated after model load"
 
@@ -79,6 +82,7 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
 def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
            prefill_chunk: int | None, results: Connection) -> None:
     try:
+        resident.return_large_blocks_at_once()  # before anything is allocated: see its docstring
         build, args, kwargs = rebuild
         handle = build(*args, **kwargs)
         model = handle.model

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
+import pytest
 import torch
 
-from lizard_bench.efficiency import memory, workloads
+from lizard_bench.efficiency import memory, resident, workloads
 from tests.efficiency.memory_models import tiny_handle
 from tests.tiny_models import linearized_tiny_llama, tiny_llama
 
@@ -42,3 +45,35 @@ def test_chunked_prefill_workload_continues_like_one_shot():
     assert torch.equal(token, one_shot)
     assert workloads.cache_size(cache) == workloads.cache_size(one_shot_cache)
     assert torch.equal(workloads.decode(model, cache, token, 3), workloads.decode(model, one_shot_cache, one_shot, 3))
+
+
+
+# In a fresh interpreter (the setting is process-wide): a 24 MiB block is freed first (glibc then serves blocks
+# up to 24 MiB from its heap by default), a 20 MiB block is allocated with a small block pinned after it (the
+# heap's top cannot be trimmed) and freed. With large blocks returned at once it leaves the resident set.
+FREED_BLOCK = """
+import sys, torch
+from lizard_bench.efficiency import resident
+if sys.argv[1] == "fixed":
+    assert resident.return_large_blocks_at_once()
+first = torch.ones(6 * 1024 * 1024); del first
+resident.release_free_memory()
+before = resident.rss_bytes()
+block = torch.ones(5 * 1024 * 1024)
+pin = torch.ones(1024)
+del block
+print((resident.rss_bytes() - before) / (1024 * 1024))
+"""
+
+
+def resident_after_free_mib(mode: str) -> float:
+    done = subprocess.run([sys.executable, "-c", FREED_BLOCK, mode], capture_output=True, text=True, check=True,
+                          timeout=120)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(getattr(resident._libc(), "mallopt", None) is None, reason="no glibc mallopt")
+def test_large_freed_blocks_leave_the_resident_set_at_once():
+    assert resident_after_free_mib("fixed") < 2.0
+    assert resident_after_free_mib("default") > 16.0, "glibc's adaptive threshold keeps the freed block resident"
+    assert "M_MMAP_THRESHOLD" in memory.CPU_METHOD, "the records say how memory was measured"
