@@ -6,7 +6,7 @@ One entry point routes each case to the cheapest exact computation:
 - one causal query (a decode step) with a window or sinks: one fused call on CPU, two small products
   elsewhere (``_one_query``);
 - causal with a window narrower than the keys: the banded computation of ``window.py``,
-  O(T·w) time and memory;
+  O(T·w) time and memory (for inference on CPU, the same blocks on the fused kernel, ``fused_window.py``);
 - anything else (sinks without a window, non-causal with a window): a dense masked
   softmax, computed a block of queries at a time so its memory stays bounded.
 """
