@@ -30,8 +30,8 @@ import torch
 from lizard_bench.efficiency import measure, resident, workloads
 
 CPU_METHOD = ("child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load; "
-              "decode measured after the prefill's freed memory is returned (malloc_trim); "
-              "blocks of 4 MiB or more mapped on their own and returned when freed (mallopt M_MMAP_THRESHOLD)")
+              "decode measured after the prefill's freed memory is returned (malloc_trim)")
+LARGE_BLOCKS_METHOD = "; blocks of 4 MiB or more mapped on their own and returned when freed (mallopt M_MMAP_THRESHOLD)"
 LOAD_TIMEOUT_S = 600.0  # for the child to rebuild the model before its budget starts
 CUDA_METHOD = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated after model load"
 
@@ -82,7 +82,8 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
 def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
            prefill_chunk: int | None, results: Connection) -> None:
     try:
-        resident.return_large_blocks_at_once()  # before anything is allocated: see its docstring
+        large_blocks = resident.return_large_blocks_at_once()  # before anything is allocated: see its docstring
+        method = CPU_METHOD + (LARGE_BLOCKS_METHOD if large_blocks else "")
         build, args, kwargs = rebuild
         handle = build(*args, **kwargs)
         model = handle.model
@@ -102,7 +103,7 @@ def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed
         workloads.decode(model, cache, token, decode_steps)
         peak = resident.peak_rss_bytes()
         decode = DecodeMemory(peak - base, peak - settled, settled - base - cache_size, os.getpid())
-        results.send(("ok", MemoryPoint(prefill, decode, CPU_METHOD, time.perf_counter() - start)))
+        results.send(("ok", MemoryPoint(prefill, decode, method, time.perf_counter() - start)))
     except BaseException as error:  # report every failure to the parent, including MemoryError
         status = "oom" if measure.is_out_of_memory(error) else "error"
         results.send((status, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))

@@ -30,6 +30,8 @@ def test_each_point_runs_in_its_own_process_and_decode_excludes_prefill_residue(
         assert point.decode.peak_bytes < 16 * MIB + point.prefill.cache_bytes, "the prefill's residue is not decode's"
         assert point.prefill.cache_bytes == points[0].prefill.cache_bytes > 0, "a linearized cache is constant"
         assert point.work_s > 0
+    large_blocks = getattr(resident._libc(), "mallopt", None) is not None
+    assert all(("M_MMAP_THRESHOLD" in p.method) == large_blocks for p in points), "records say how memory was measured"
 
 
 def test_prefill_chunk_applies_to_linearized_models_only():
@@ -76,4 +78,3 @@ def resident_after_free_mib(mode: str) -> float:
 def test_large_freed_blocks_leave_the_resident_set_at_once():
     assert resident_after_free_mib("fixed") < 2.0
     assert resident_after_free_mib("default") > 16.0, "glibc's adaptive threshold keeps the freed block resident"
-    assert "M_MMAP_THRESHOLD" in memory.CPU_METHOD, "the records say how memory was measured"

@@ -36,11 +36,12 @@ BLOCK = 32
 
 def applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sink_logits: torch.Tensor | None,
             key_mask: torch.Tensor | None) -> bool:
-    """Whether :func:`fused_window_attention` takes this call: CPU, no autograd, no key mask, the kernel's dtypes."""
+    """Whether :func:`fused_window_attention` takes this call: CPU, no autograd, no key mask, the kernel's dtypes,
+    and a contiguous last dimension (the kernel reads it as contiguous whatever its stride says)."""
     inputs = (q, k, v, sink_logits)
     return (CPU_ATTENTION_WITH_LSE is not None and q.device.type == "cpu" and key_mask is None
             and q.dtype == accumulation_dtype(q.dtype) and k.dtype == v.dtype == q.dtype
-            and v.shape[-1] == q.shape[-1]
+            and v.shape[-1] == q.shape[-1] and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
             and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)))
 
 

@@ -155,7 +155,9 @@ def _single_queries(
     acc = accumulation_dtype(q.dtype)
     rows = q.reshape(B, Hkv, H // Hkv, D)  # query head h reads KV head h // G
     keys, values = k.transpose(1, 2), v.transpose(1, 2)  # [B, Hkv, S, D] views
-    fused = q.device.type == "cpu" and key_mask is None and q.dtype == acc and Dv == D  # what the kernel takes
+    # what the kernel takes (it reads the last dimension as contiguous whatever its stride says)
+    fused = (q.device.type == "cpu" and key_mask is None and q.dtype == acc and Dv == D
+             and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1)
     if _CPU_ATTENTION_WITH_LSE is not None and fused:
         out, lse = _CPU_ATTENTION_WITH_LSE(rows, keys, values, 0.0, False, scale=scale)
     else:
