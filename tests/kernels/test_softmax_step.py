@@ -25,7 +25,7 @@ def one_thread():
 @pytest.fixture(params=["fused", "written out"])
 def path(request, monkeypatch):
     if request.param == "written out":
-        monkeypatch.setattr(softmax_module, "_CPU_ATTENTION_WITH_LSE", None)
+        monkeypatch.setattr(softmax_module, "CPU_ATTENTION_WITH_LSE", None)
     return request.param
 
 

@@ -33,6 +33,11 @@ def contiguous_as(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype, memory_format=torch.contiguous_format).contiguous()
 
 
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will record an op on ``tensors`` (grad mode on and one of them requires grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 class SegmentedOutput:
     """Collects per-segment results into one [B, T, ...] output, segment after segment along dim 1.
 
@@ -44,7 +49,7 @@ class SegmentedOutput:
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device, *inputs: torch.Tensor | None) -> None:
-        self.differentiable = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+        self.differentiable = needs_grad(*inputs)
         self.shape, self.dtype, self.filled = shape, dtype, 0
         self.pieces: list[torch.Tensor] = []
         self.out = None if self.differentiable else torch.empty(shape, dtype=dtype, device=device)

@@ -19,12 +19,12 @@ output times σ(lse - log Σ_r e^{t_r}), written straight into the result (one p
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
 
-from lizard_bench.kernels.torch_backend.common import accumulation_dtype
+from lizard_bench.kernels.torch_backend.common import accumulation_dtype, needs_grad
+from lizard_bench.kernels.torch_backend.window import span_bias
 
 # PyTorch's CPU flash-attention kernel with the log-normaliser; None on a build without it.
 CPU_ATTENTION_WITH_LSE = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
@@ -38,11 +38,10 @@ def applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sink_logits: torc
             key_mask: torch.Tensor | None) -> bool:
     """Whether :func:`fused_window_attention` takes this call: CPU, no autograd, no key mask, the kernel's dtypes,
     and a contiguous last dimension (the kernel reads it as contiguous whatever its stride says)."""
-    inputs = (q, k, v, sink_logits)
     return (CPU_ATTENTION_WITH_LSE is not None and q.device.type == "cpu" and key_mask is None
             and q.dtype == accumulation_dtype(q.dtype) and k.dtype == v.dtype == q.dtype
             and v.shape[-1] == q.shape[-1] and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
-            and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)))
+            and not needs_grad(q, k, v, sink_logits))
 
 
 def fused_window_attention(
@@ -66,7 +65,7 @@ def fused_window_attention(
     lse = torch.empty(B, T, H, dtype=q.dtype, device=q.device) if return_lse else None
     sinks_total = None if sink_logits is None else torch.logsumexp(sink_logits.to(q.dtype), dim=-1)  # [H]
     if last > first:
-        mask = _band_mask(c, P, window, q.dtype, q.device)
+        mask = span_bias(c, P, window, 1, q.dtype, q.device)  # [c, L], shared by every block
         for b in range(B):
             spans = _spans(q[b], k[b], v[b], first, last, c, P, offset)
             block_out, block_lse = CPU_ATTENTION_WITH_LSE(*spans, attn_mask=mask, scale=scale)
@@ -111,13 +110,3 @@ def _fold_sinks(out: torch.Tensor, lse: torch.Tensor, sinks_total: torch.Tensor 
     torch.mul(out, torch.sigmoid(lse - sinks_total).unsqueeze(-1), out=dest)
     if dest_lse is not None:
         torch.logaddexp(lse, sinks_total, out=dest_lse)
-
-
-@functools.lru_cache(maxsize=8)
-def _band_mask(c: int, P: int, window: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Additive [c, L] mask of a query block against its span: query a sits at span position a + P·c and sees
-    span positions b with a + P·c - w < b <= a + P·c."""
-    a = torch.arange(c, device=device).view(c, 1) + P * c
-    b = torch.arange((P + 1) * c, device=device).view(1, -1)
-    visible = (b <= a) & (b > a - window)
-    return torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))

@@ -25,9 +25,6 @@ from lizard_bench.kernels.torch_backend.window import banded_window_attention
 # Score elements materialised at once by the dense path (64 MiB in float32).
 _DENSE_SCORE_BUDGET = 1 << 24
 
-# The CPU flash-attention kernel with its log-normaliser (None: the softmax is written out).
-_CPU_ATTENTION_WITH_LSE = CPU_ATTENTION_WITH_LSE
-
 
 def softmax_attention(
     q: torch.Tensor,
@@ -158,8 +155,8 @@ def _single_queries(
     # what the kernel takes (it reads the last dimension as contiguous whatever its stride says)
     fused = (q.device.type == "cpu" and key_mask is None and q.dtype == acc and Dv == D
              and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1)
-    if _CPU_ATTENTION_WITH_LSE is not None and fused:
-        out, lse = _CPU_ATTENTION_WITH_LSE(rows, keys, values, 0.0, False, scale=scale)
+    if CPU_ATTENTION_WITH_LSE is not None and fused:
+        out, lse = CPU_ATTENTION_WITH_LSE(rows, keys, values, 0.0, False, scale=scale)
     else:
         scores = torch.matmul(rows.to(acc), keys.to(acc).transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, S]
         if key_mask is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from lizard_bench.kernels.masking import key_bias
-from lizard_bench.kernels.torch_backend.common import accumulation_dtype
+from lizard_bench.kernels.torch_backend.common import accumulation_dtype, needs_grad
 
 # Query rows (query positions x the query heads of one KV head) per segment (see banded_window_attention).
 SEGMENT = 2048
@@ -69,9 +69,8 @@ def banded_window_attention(
     P = -(-(window - 1) // c)  # previous key blocks a query block can reach
     N = -(-T // c)  # query blocks
     per_segment = max(1, segment // (G * c))  # query blocks per segment
-    differentiable = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v, sink_logits))
-    bias = _span_bias(c, P, window, G, acc, q.device)  # [G*c, L]
+    differentiable = needs_grad(q, k, v, sink_logits)
+    bias = span_bias(c, P, window, G, acc, q.device)  # [G*c, L]
     masked_columns = _masked_columns(bias)
     scores_of_keys = None if key_mask is None else key_bias(key_mask, acc)  # [B, S]
     sinks = None if sink_logits is None else sink_logits.to(acc).view(Hkv, G, 1, -1)
@@ -206,7 +205,7 @@ def _gather(flat: torch.Tensor, B: int, Hkv: int, N: int, G: int, c: int, T: int
     return blocks.permute(0, 2, 4, 1, 3, 5).reshape(B, N * c, Hkv * G, E)[:, :T]
 
 
-def _span_bias(c: int, P: int, window: int, G: int, dtype: torch.dtype, device) -> torch.Tensor:
+def span_bias(c: int, P: int, window: int, G: int, dtype: torch.dtype, device) -> torch.Tensor:
     """Additive mask [G*c, L] of a query block against its span: 0 where visible, -inf elsewhere.
 
     Query a of a block sits at span position a + P*c and sees span entries b with
