@@ -140,11 +140,11 @@ class Prefill(EfficiencyTask):
             ids = self.ids(handle, settings, length, context.seed)
             last: list = []
 
-            def call() -> None:
-                last[:] = [None]  # the previous call's state is freed before the next prefill
-                last[0] = workloads.prefill(handle.model, ids, settings.prefill_chunk)
+            def call(_cleared: None) -> None:
+                last[:] = [workloads.prefill(handle.model, ids, settings.prefill_chunk)]
 
-            timing = timed(call, warmup=self.warmup(settings, length), repeats=settings.repeats,
+            # the previous call's state is freed before the next prefill, outside the timer
+            timing = timed(call, setup=last.clear, warmup=self.warmup(settings, length), repeats=settings.repeats,
                            budget_s=settings.budget_s, device=handle.device)
             cache, token = last[0]
             growing = 0 if constant_size(cache) else cache_bytes(cache)
@@ -180,10 +180,11 @@ class Decode(EfficiencyTask):
             kept = handle.prefilled.pop(_state_key(settings, length, context.seed), None)
             cache, token, prefill_s = kept or _timed_prefill(handle, ids, settings)
             size = workloads.cache_size(cache)
-            # every repeat decodes from the same post-prefill state (a copy), so the context stays L
-            timing = timed(lambda: workloads.decode(handle.model, copy.deepcopy(cache), token, steps),
-                           warmup=self.warmup(settings, length), repeats=settings.repeats,
-                           budget_s=settings.budget_s - prefill_s, device=handle.device)
+            # every repeat decodes from a copy of the same post-prefill state, so the context stays L;
+            # the copy is made before the timer starts (its cost grows with the teacher's cache alone)
+            timing = timed(lambda fresh: workloads.decode(handle.model, fresh, token, steps),
+                           setup=lambda: copy.deepcopy(cache), warmup=self.warmup(settings, length),
+                           repeats=settings.repeats, budget_s=settings.budget_s - prefill_s, device=handle.device)
             tokens = steps * settings.batch_size
             details = {**_timing_details(timing, tokens), "new_tokens": steps, "prefill_from_prefill_probe": bool(kept)}
             return Measured({

@@ -71,3 +71,24 @@ def test_another_busy_process_marks_the_point_noisy():
     reading = meter.reading
     assert reading.other_cores is not None and reading.other_cores > NOISY_CORES and reading.noisy
     assert reading.details()["noisy"] is True and reading.details()["load_average_1m"] >= 0
+
+
+def test_setup_runs_before_each_call_outside_the_timer(monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["now"])
+    made: list[int] = []
+
+    def setup() -> int:  # a fresh copy per call: 5 s of copying that is not the call's own time
+        clock["now"] += 5.0
+        made.append(len(made))
+        return made[-1]
+
+    received: list[int] = []
+
+    def call(copy: int) -> None:
+        received.append(copy)
+        clock["now"] += 1.0
+
+    timing = measure.timed(call, setup=setup, warmup=1, repeats=3, budget_s=100.0, device=torch.device("cpu"))
+    assert timing.median_s == timing.max_s == 1.0 and timing.repeats == 3
+    assert received == [0, 1, 2, 3], "each call gets the copy made just before it"
