@@ -12,7 +12,7 @@ import torch
 
 from lizard_bench.kernels import softmax_attention_step
 from lizard_bench.kernels.reference import softmax_attention_reference
-from lizard_bench.kernels.torch_backend import softmax as softmax_module
+from lizard_bench.kernels.torch_backend import fused_window
 from tests.kernels.helpers import assert_close_everywhere, generator, one_torch_thread, poison_allocations, randn
 
 
@@ -25,7 +25,7 @@ def one_thread():
 @pytest.fixture(params=["fused", "written out"])
 def path(request, monkeypatch):
     if request.param == "written out":
-        monkeypatch.setattr(softmax_module, "CPU_ATTENTION_WITH_LSE", None)
+        monkeypatch.setattr(fused_window, "CPU_ATTENTION_WITH_LSE", None)  # what kernel_reads looks for
     return request.param
 
 

@@ -34,14 +34,20 @@ CPU_ATTENTION_WITH_LSE = getattr(torch.ops.aten, "_scaled_dot_product_flash_atte
 BLOCK = 32
 
 
-def applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sink_logits: torch.Tensor | None,
-            key_mask: torch.Tensor | None) -> bool:
-    """Whether :func:`fused_window_attention` takes this call: CPU, no autograd, no key mask, the kernel's dtypes,
-    and a contiguous last dimension (the kernel reads it as contiguous whatever its stride says)."""
+def kernel_reads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> bool:
+    """Whether the fused CPU kernel computes this softmax exactly: a build that has it, CPU, no key mask, one
+    float32/float64 dtype, Dv = D, and a contiguous last dimension (the kernel reads it as contiguous whatever
+    its stride says)."""
     return (CPU_ATTENTION_WITH_LSE is not None and q.device.type == "cpu" and key_mask is None
             and q.dtype == accumulation_dtype(q.dtype) and k.dtype == v.dtype == q.dtype
-            and v.shape[-1] == q.shape[-1] and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
-            and not needs_grad(q, k, v, sink_logits))
+            and v.shape[-1] == q.shape[-1] and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1)
+
+
+def applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sink_logits: torch.Tensor | None,
+            key_mask: torch.Tensor | None) -> bool:
+    """Whether :func:`fused_window_attention` takes this call: what the kernel reads, outside autograd (the
+    sinks need a backward it does not have)."""
+    return kernel_reads(q, k, v, key_mask) and not needs_grad(q, k, v, sink_logits)
 
 
 def fused_window_attention(

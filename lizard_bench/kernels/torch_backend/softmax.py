@@ -19,7 +19,12 @@ import torch.nn.functional as F
 from lizard_bench.kernels.masking import key_bias
 from lizard_bench.kernels.scale import softmax_scale
 from lizard_bench.kernels.torch_backend.common import accumulation_dtype, as_dtype, contiguous_as
-from lizard_bench.kernels.torch_backend.fused_window import CPU_ATTENTION_WITH_LSE, applies, fused_window_attention
+from lizard_bench.kernels.torch_backend.fused_window import (
+    CPU_ATTENTION_WITH_LSE,
+    applies,
+    fused_window_attention,
+    kernel_reads,
+)
 from lizard_bench.kernels.torch_backend.window import banded_window_attention
 
 # Score elements materialised at once by the dense path (64 MiB in float32).
@@ -152,10 +157,7 @@ def _single_queries(
     acc = accumulation_dtype(q.dtype)
     rows = q.reshape(B, Hkv, H // Hkv, D)  # query head h reads KV head h // G
     keys, values = k.transpose(1, 2), v.transpose(1, 2)  # [B, Hkv, S, D] views
-    # what the kernel takes (it reads the last dimension as contiguous whatever its stride says)
-    fused = (q.device.type == "cpu" and key_mask is None and q.dtype == acc and Dv == D
-             and q.stride(-1) == k.stride(-1) == v.stride(-1) == 1)
-    if CPU_ATTENTION_WITH_LSE is not None and fused:
+    if kernel_reads(q, k, v, key_mask):
         out, lse = CPU_ATTENTION_WITH_LSE(rows, keys, values, 0.0, False, scale=scale)
     else:
         scores = torch.matmul(rows.to(acc), keys.to(acc).transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, S]
