@@ -7,7 +7,7 @@ same way, so a difference between backends is never a difference between test se
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -127,3 +127,20 @@ def key_masks(gen: torch.Generator, B: int, S: int, device="cpu") -> torch.Tenso
     if B > 1:
         mask[1] = torch.arange(S) < max(1, 3 * S // 4)
     return mask.to(device)
+
+
+def record_dense_calls(monkeypatch: pytest.MonkeyPatch,
+                       measure: Callable[[torch.Tensor, torch.Tensor], int]) -> list[int]:
+    """Spy on the PyTorch softmax's dense path: each call appends ``measure(q, k)`` to the returned list (and still
+    computes), so a test can say which rows or keys went the O(T·S) way."""
+    from lizard_bench.kernels.torch_backend import softmax as softmax_module
+
+    calls: list[int] = []
+    dense = softmax_module._dense
+
+    def spy(q, k, v, **kwargs):
+        calls.append(measure(q, k))
+        return dense(q, k, v, **kwargs)
+
+    monkeypatch.setattr(softmax_module, "_dense", spy)
+    return calls

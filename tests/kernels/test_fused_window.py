@@ -13,8 +13,14 @@ import torch
 from lizard_bench.kernels import torch_backend as tb
 from lizard_bench.kernels.reference import softmax_attention_reference
 from lizard_bench.kernels.torch_backend import fused_window
-from lizard_bench.kernels.torch_backend import softmax as softmax_module
-from tests.kernels.helpers import assert_close_everywhere, generator, one_torch_thread, poison_allocations, randn
+from tests.kernels.helpers import (
+    assert_close_everywhere,
+    generator,
+    one_torch_thread,
+    poison_allocations,
+    randn,
+    record_dense_calls,
+)
 
 pytestmark = pytest.mark.skipif(fused_window.CPU_ATTENTION_WITH_LSE is None,
                                 reason="this PyTorch build has no fused CPU attention kernel with log-normaliser")
@@ -105,14 +111,7 @@ def test_dense_path_takes_only_the_edge_blocks(monkeypatch):
     """Only queries whose span starts before key 0 and the last partial block go the dense way."""
     T, window = 1000, 128
     q, k, v, sinks = inputs(9, T, T, 4, 2, True, 1)
-    rows = []
-    dense = softmax_module._dense
-
-    def spy(q, k, v, **kwargs):
-        rows.append(q.shape[1])
-        return dense(q, k, v, **kwargs)
-
-    monkeypatch.setattr(softmax_module, "_dense", spy)
+    rows = record_dense_calls(monkeypatch, lambda q, k: q.shape[1])  # query rows per dense call
     with torch.no_grad():
         tb.softmax_attention(q, k, v, window=window, sink_logits=sinks)
     c = min(fused_window.BLOCK, window)

@@ -26,6 +26,7 @@ from tests.kernels.helpers import (
     one_torch_thread,
     poison_allocations,
     randn,
+    record_dense_calls,
 )
 
 
@@ -142,14 +143,7 @@ def test_windowed_path_is_banded_not_dense(monkeypatch):
         patch.setattr(softmax_module, "_dense", refuse)
         tb.softmax_attention(q, k, v, causal=True, window=32, sink_logits=sink_logits, scale=None)
 
-    seen = []
-    dense = softmax_module._dense
-
-    def spy(q, k, v, **kwargs):
-        seen.append(k.shape[1])
-        return dense(q, k, v, **kwargs)
-
-    monkeypatch.setattr(softmax_module, "_dense", spy)
+    seen = record_dense_calls(monkeypatch, lambda q, k: k.shape[1])  # keys per dense call
     tb.softmax_attention(q[:, -20:], k, v, causal=True, window=32, sink_logits=sink_logits, scale=None)
     assert seen == [20 + 32 - 1]
 
