@@ -9,7 +9,10 @@ the model, resets the kernel's high-water mark (``/proc/self/clear_refs``) and r
 (``VmHWM``) after the prefill. It then frees what the prefill left in the allocator
 (``malloc_trim``), resets the mark again, and only then measures decoding, so the decode
 numbers hold the cache and decoding's own memory, not the prefill's freed temporaries
-(which were most of a "decode peak" before). Blocks of 4 MiB or more are mapped on their own and
+(which were most of a "decode peak" before). Before its base is read, the child runs a short warm-up
+(a prefill of :data:`WARMUP_TOKENS` and two decode steps), so what the libraries map on first use (code
+pages of the kernels a CPU dispatches to, OpenMP thread stacks: 8 MiB on one 2-core AMD EPYC, about 19 MiB
+on a 2-core Xeon with AVX-512) is part of the base, not of the workload. Blocks of 4 MiB or more are mapped on their own and
 unmapped when freed (:func:`resident.return_large_blocks_at_once`), so a freed cache or activation
 leaves the resident set at once instead of whenever glibc's heap is next trimmed.
 Reported bytes are *above the loaded model*: activations, caches and temporaries, not weights.
@@ -27,11 +30,13 @@ from typing import Any
 
 import torch
 
-from lizard_bench.efficiency import measure, resident, workloads
+from lizard_bench.efficiency import measure, orphans, resident, workloads
 
 CPU_METHOD = ("child process per point: Linux VmHWM after clear_refs, minus VmRSS after model load; "
               "decode measured after the prefill's freed memory is returned (malloc_trim)")
 LARGE_BLOCKS_METHOD = "; blocks of 4 MiB or more mapped on their own and returned when freed (mallopt M_MMAP_THRESHOLD)"
+WARMUP_METHOD = "; after a warm-up prefill of {tokens} tokens and 2 decode steps (first-use library memory excluded)"
+WARMUP_TOKENS = 192  # past a 128-token window and several 64-token chunks: the paths a long prefill takes
 LOAD_TIMEOUT_S = 600.0  # for the child to rebuild the model before its budget starts
 CUDA_METHOD = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated after model load"
 
@@ -79,9 +84,23 @@ def measure_in_process(model: torch.nn.Module, ids: torch.Tensor, decode_steps: 
                        CUDA_METHOD, time.perf_counter() - start)
 
 
+def warm_up(model: torch.nn.Module, vocab_size: int, batch_size: int, length: int, device: torch.device,
+            prefill_chunk: int | None) -> int:
+    """A short prefill and two decode steps, so first-use library memory is mapped before the base is read.
+
+    Returns the warm-up's length. Its tokens differ from the measured context's (another seed).
+    """
+    tokens = min(length, WARMUP_TOKENS)
+    ids = workloads.context_ids(vocab_size, batch_size, tokens, seed=-1, device=device)
+    cache, token = workloads.prefill(model, ids, prefill_chunk)
+    workloads.decode(model, cache, token, 2)
+    return tokens
+
+
 def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed: int,
-           prefill_chunk: int | None, results: Connection) -> None:
+           prefill_chunk: int | None, results: Connection, parent: int) -> None:
     try:
+        orphans.die_with_parent(parent)
         large_blocks = resident.return_large_blocks_at_once()  # before anything is allocated: see its docstring
         method = CPU_METHOD + (LARGE_BLOCKS_METHOD if large_blocks else "")
         build, args, kwargs = rebuild
@@ -89,6 +108,8 @@ def _child(rebuild: tuple, length: int, batch_size: int, decode_steps: int, seed
         model = handle.model
         ids = workloads.context_ids(model.config.vocab_size, batch_size, length, seed, handle.device)
         torch.set_grad_enabled(False)
+        warmed = warm_up(model, model.config.vocab_size, batch_size, length, handle.device, prefill_chunk)
+        method += WARMUP_METHOD.format(tokens=warmed)
         results.send(("loaded", None))  # the budget covers the workload, not the model's load
         resident.release_free_memory()
         base = resident.rss_bytes()
@@ -115,14 +136,14 @@ def measure_in_child(rebuild: tuple, *, length: int, batch_size: int, decode_ste
 
     ``rebuild`` is a handle's (function, args, kwargs): called in the child, it must return a
     ModelHandle, so the function must be importable and its arguments picklable. ``timeout_s``
-    bounds the prefill and decode, counted from when the child has loaded the model (which may take
+    bounds the prefill and decode, counted from when the child has loaded the model and warmed up (which may take
     up to :data:`LOAD_TIMEOUT_S` more), as the in-process probes' budgets do not count loading either.
     """
     context = multiprocessing.get_context("spawn")
     # a pipe, not a Queue: a Queue's semaphores outlive the child and the interpreter warns about them at exit
     results, child_end = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(rebuild, length, batch_size, decode_steps, seed, prefill_chunk,
-                                                   child_end))
+                                                   child_end, os.getpid()))
     process.start()
     try:
         status, payload = _wait_for_result(process, results, time.monotonic() + LOAD_TIMEOUT_S)

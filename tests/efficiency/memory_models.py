@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -31,3 +34,10 @@ def tiny_handle(method: str | None = None, residue_mib: int = 0) -> SimpleNamesp
 
         model.register_forward_pre_hook(prefill_residue, with_kwargs=True)
     return SimpleNamespace(model=model, device=torch.device("cpu"))
+
+
+def sleeping_handle(pid_file: str) -> SimpleNamespace:
+    """Writes this (child) process's id to ``pid_file``, then sleeps as a model load that takes long would."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(600)
+    raise AssertionError("the test kills this process long before")
