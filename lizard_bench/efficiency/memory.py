@@ -12,9 +12,9 @@ numbers hold the cache and decoding's own memory, not the prefill's freed tempor
 (which were most of a "decode peak" before). Before its base is read, the child runs a short warm-up
 (a prefill of :data:`WARMUP_TOKENS` and two decode steps), so what the libraries map on first use (code
 pages of the kernels a CPU dispatches to, OpenMP thread stacks: 8 MiB on one 2-core AMD EPYC, about 19 MiB
-on a 2-core Xeon with AVX-512) is part of the base, not of the workload. Blocks of 4 MiB or more are mapped on their own and
-unmapped when freed (:func:`resident.return_large_blocks_at_once`), so a freed cache or activation
-leaves the resident set at once instead of whenever glibc's heap is next trimmed.
+on a 2-core Xeon with AVX-512) is part of the base, not of the workload. Blocks of 4 MiB or more are
+mapped on their own and unmapped when freed (:func:`resident.return_large_blocks_at_once`), so a freed
+cache or activation leaves the resident set at once instead of whenever glibc's heap is next trimmed.
 Reported bytes are *above the loaded model*: activations, caches and temporaries, not weights.
 """
 

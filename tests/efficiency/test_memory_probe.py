@@ -32,9 +32,9 @@ def test_each_point_runs_in_its_own_process_and_decode_excludes_prefill_residue(
     residue, control = measure_points(residue_mib=96), measure_points(residue_mib=0)
     processes = [p.prefill.process for p in residue + control]
     assert len(set(processes)) == 4 and os.getpid() not in processes
-    assert [p.decode.process for p in residue + control] == processes, "decode is measured after the prefill, in its child"
+    assert [p.decode.process for p in residue + control] == processes, "decode is measured after its prefill, there"
     for point, plain in zip(residue, control, strict=True):
-        assert point.prefill.peak_bytes - plain.prefill.peak_bytes > 90 * MIB, "the prefill's temporaries count in its own peak"
+        assert point.prefill.peak_bytes - plain.prefill.peak_bytes > 90 * MIB, "a prefill's temporaries are in its peak"
         assert point.decode.peak_bytes - plain.decode.peak_bytes < 8 * MIB, "the prefill's residue is not decode's"
         assert point.decode.residue_bytes - plain.decode.residue_bytes < 8 * MIB
         assert point.decode.growth_bytes < 16 * MIB, "decoding a tiny model needs next to nothing"
