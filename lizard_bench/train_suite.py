@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.kernels import select_backend
 from lizard_bench.models.loading import load_model
-from lizard_bench.preflight import preflight
+from lizard_bench.preflight import preflight, print_warnings
 from lizard_bench.variants import prepare_variant, resolve_variant, training_config
 
 
@@ -53,7 +53,8 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
     if not linearized:
         raise ConfigError(f"nothing to train: the suite's variants ({', '.join(config.variants)}) are all the "
                           "softmax teacher; add a linearized one with --variant (e.g. lizard)")
-    preflight(config, evaluate=False)  # models, training corpus, devices, paths: before any model loads
+    # models, training corpus, devices, paths, existing checkpoints' files: before any model loads
+    print_warnings(preflight(config, evaluate=False, retrain=retrain).warnings)
     train = training_config(config)
 
     from lizard_bench.linearize.training.loop import make_accelerator
@@ -67,7 +68,8 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
             loaded = load_model(model_name, device=load_device, dtype=config.dtype)  # each variant from the teacher
             prepared = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
                                        retrain=retrain)
-            trained.append(TrainedVariant(model_name, spec.name, str(prepared.checkpoint_dir),
+            stored = str(prepared.checkpoint_dir) if prepared.checkpoint_dir else "(nothing learned: no checkpoint)"
+            trained.append(TrainedVariant(model_name, spec.name, stored,
                                           prepared.from_checkpoint, prepared.stages))
             del loaded
     return trained
@@ -78,6 +80,7 @@ def trained_table(trained: list[TrainedVariant]) -> str:
     lines = []
     for item in trained:
         stages = "; ".join(
+            f"{name} skipped: {s['skipped']}" if "skipped" in s else
             f"{name} {s.get('metric')} {_fmt(s.get('start'))} -> {_fmt(s.get('end'))} ({s.get('steps')} steps, "
             f"{_fmt(s.get('wall_s'))} s)" for name, s in item.stages.items()
         ) or "no training stages"

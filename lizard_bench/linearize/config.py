@@ -90,11 +90,26 @@ class LinearizeConfig:
         if not self.linear_branch and self.window < 1:
             raise ValueError("with the linear branch off, a window is needed (otherwise the layer attends to nothing)")
 
+    def adds_parameters(self) -> bool:
+        """Whether the layer has anything of its own to learn (stage 1 trains exactly this).
+
+        The linear branch brings feature maps and a gate (and α or a scale); a window brings sink logits
+        (and values). A window without sinks and without the linear branch (``swa``) brings nothing: it is
+        the teacher's own attention, restricted.
+        """
+        return self.linear_branch or bool(self.window and self.num_sinks)
+
 
 # Lizard as this project reads the paper: the 'convex' combination, the one of the three readings that
 # measured best (held-out perplexity on the CPU budget: convex 99.9, separate 115.2, unnormalised 158.2;
 # README, "Which reading of the paper"), with the sinks started at the teacher's distant share.
 LIZARD: dict[str, Any] = {"combine": "convex", "sink_init": "teacher"}
+
+# The training-free control: the teacher's own attention (its RoPE) over the last ``window`` tokens, the query's own
+# token included, plus the first ``num_anchors`` tokens (StreamingLLM's sink tokens), w + m keys at most. Nothing is
+# added, so stage 1 has nothing to train; ``swa`` skips stage 2 too (variants.py), ``swa_lora`` runs it.
+SWA: dict[str, Any] = {"linear_branch": False, "num_sinks": 0, "window_rope": True, "num_anchors": 4,
+                       "combine": "separate"}
 
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "lizard": LIZARD,
@@ -106,6 +121,9 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "lizard_convex": LIZARD,  # = lizard, under the name of its reading
     # extension beyond the paper: RoPE in the window and the first 4 tokens kept as anchors
     "lizard_plus": {**LIZARD, "window_rope": True, "num_anchors": 4},
+    # the controls: what a linearized variant must beat to show its linear branch remembers anything
+    "swa": SWA,
+    "swa_lora": SWA,  # the same layer with the suite's stage 2 (LoRA): the domain adaptation alone
     # Hedgehog linear attention over keys outside a sliding window, one normaliser, no gate, no sinks
     "lolcats": {"gate": "none", "window": 64, "num_sinks": 0, "combine": "shared", "window_rope": True},
     # the paper's ablations: Lizard with one part removed or swapped

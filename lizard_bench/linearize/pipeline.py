@@ -34,7 +34,7 @@ from lizard_bench.linearize.checkpoint import (
     save_linearized,
 )
 from lizard_bench.linearize.config import LinearizeConfig, method_config
-from lizard_bench.linearize.convert import linearize
+from lizard_bench.linearize.convert import linearize, lizard_parameters
 from lizard_bench.linearize.teacher_init import initialise_from_teacher
 from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
 from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
@@ -55,7 +55,7 @@ class PreparedVariant:
 
     model: nn.Module
     config: LinearizeConfig
-    checkpoint_dir: Path
+    checkpoint_dir: Path | None  # None: nothing was learned, so nothing is stored (the layer is its config)
     base_hash: str
     from_checkpoint: bool  # True: a finished checkpoint was loaded and nothing was trained
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: steps, tokens, wall_s, start/end
@@ -64,13 +64,13 @@ class PreparedVariant:
 
     def provenance(self) -> dict[str, Any]:
         """What every record of the variant carries: the method and where its weights came from."""
-        return {"checkpoint_dir": str(self.checkpoint_dir), "base_sha256": self.base_hash,
+        return {"checkpoint_dir": self.checkpoint_dir and str(self.checkpoint_dir), "base_sha256": self.base_hash,
                 "from_checkpoint": self.from_checkpoint, "method": self.config.method}
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, for result records."""
         return {
-            "checkpoint_dir": str(self.checkpoint_dir), "base_sha256": self.base_hash,
+            "checkpoint_dir": self.checkpoint_dir and str(self.checkpoint_dir), "base_sha256": self.base_hash,
             "from_checkpoint": self.from_checkpoint, "linearize_config": self.config.to_dict(),
             "stages": self.stages, "teacher_lm_loss": self.teacher_lm_loss,
         }
@@ -139,6 +139,9 @@ def prepare_linearized(
     plan = [(stage, budget) for stage, budget in plan
             if budget.optimizer_steps(train.seq_len, accelerator.num_processes) > 0]
     stages: dict[str, dict[str, Any]] = {}
+    if not lizard_parameters(model) and plan and isinstance(plan[0][0], AttentionTransfer):
+        plan = plan[1:]  # nothing of the layer's own to learn (swa): AdamW would get an empty parameter list
+        stages[transfer.name] = {"skipped": "the linearized layer adds no parameter to train"}
     teacher_loss = None
     if sharded and any(isinstance(stage, Alignment) for stage, _ in plan):
         attach_lora(model, train.lora, seed=train.seed)  # FSDP2 shards once: adapters must exist from the start
@@ -162,6 +165,9 @@ def prepare_linearized(
 
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    if not lizard_parameters(model) and not any(isinstance(stage, Alignment) for stage, _ in plan):
+        model.eval()  # nothing was learned (swa): the layer is rebuilt from its config, no checkpoint is written
+        return PreparedVariant(model, config, None, base_hash, False, stages, teacher_loss)
     if accelerator.is_main_process:
         save_linearized(
             model, checkpoint_dir, base_name=model_name, base_hash=base_hash, config=config,

@@ -76,7 +76,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_fraction: float = field(default=0.1, metadata=rule(lambda f: 0 <= f < 1, "must be in [0, 1)"))
     max_grad_norm: float = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # passed to accelerate
+    # passed to accelerate; 'auto': bf16 where the device computes it natively, else 'no' (resolved before
+    # anything is fingerprinted or recorded: see resolve_mixed_precision)
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"
     # stage 1 matches each layer's output after o_proj ('output', the layer's contribution to the residual
     # stream) or before it ('heads', the heads' mixed values)
     distill_target: Literal["output", "heads"] = "output"
@@ -138,3 +140,27 @@ def _recipe_file(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
     return read_yaml(path)
+
+
+def resolve_mixed_precision(train: TrainConfig, device: str) -> TrainConfig:
+    """``mixed_precision: auto`` made concrete for ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
+
+    Why: bf16 autocast is 1.2-1.3x faster on a CPU with AVX512-BF16 or AMX, but a CPU without them emulates
+    it: one 512 x 576 x 1536 matmul took 978 ms in bf16 against 32 ms in float32 on a 2-core AVX2 EPYC, so
+    the default suite's training would take hours there. The resolved value is what the checkpoint's
+    fingerprint and the records hold, so two machines that resolve differently never share a checkpoint.
+    """
+    if train.mixed_precision != "auto":
+        return train
+    return dataclasses.replace(train, mixed_precision="bf16" if native_bf16(device) else "no")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware (CUDA: as torch reports; CPU: AVX512-BF16 or AMX)."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
