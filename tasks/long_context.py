@@ -22,7 +22,7 @@ from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, Task
 from lizard_bench.typed_config import at_least, distinct, rule
 
 if TYPE_CHECKING:
-    from lizard_bench.long_context import Filler, Outcome
+    from lizard_bench.long_context import Filler, Outcome, WindowPlan
 
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192]
 DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -67,12 +67,28 @@ class AssocRecallOptions:
     max_new_tokens: int = field(default=8, metadata=at_least(1))
 
 
+DEFAULT_REFERENCE_LENGTH = 512
+
+
 @dataclass(frozen=True)
 class LengthExtrapolationOptions:
     lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096, 8192], metadata=distinct(2))
     # tokens scored at the end of every window; null scores all but the first
     tail_tokens: int | None = field(default=256, metadata=at_least(1))
     windows: int = field(default=4, metadata=at_least(1))  # per length (capped by the suite's limit and the text)
+    # context_gain@L compares each other length with this one on the same targets; must be one
+    # of the lengths, except that the default (512) means the shortest when 512 is not swept
+    reference_length: int = DEFAULT_REFERENCE_LENGTH
+
+    def __post_init__(self) -> None:
+        if self.reference_length != DEFAULT_REFERENCE_LENGTH and self.reference_length not in self.lengths:
+            raise ValueError(f"reference_length must be one of the lengths {self.lengths}, "
+                             f"got {self.reference_length}")
+
+    @property
+    def reference(self) -> int:
+        """The length every context gain is measured against."""
+        return self.reference_length if self.reference_length in self.lengths else min(self.lengths)
 
 
 @register_task
@@ -168,54 +184,98 @@ class LengthExtrapolation(Task):
     name = "length_extrapolation"
     label = "Length extrapolation"
     suite = "long_context"
-    metrics = {"perplexity": "lower"}
+    # context_gain first: the headline, since it answers whether context beyond the reference was used
+    metrics = {"context_gain": "lower", "perplexity": "lower"}
     data_source = "the suite's corpus (default: CPython docs, embedded), held-out split"
-    description = "Held-out perplexity of the same final tokens read with longer and longer context"
+    description = ("Held-out perplexity of the same final tokens read with longer and longer context, "
+                   "and its paired ratio to the reference length")
     Options = LengthExtrapolationOptions
 
     def reads_corpus(self, options: LengthExtrapolationOptions) -> bool:
         return True
 
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
-        import torch
-
         options = context.options(self)
-        lengths, tail = options.lengths, options.tail_tokens
         windows = probes.trials_per_cell(options.windows, context.limit)
         corpus = _load_corpus(context)
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
-        plan = probes.plan_windows(len(stream), lengths, tail, windows)
-        results = []
-        fitting = [length for length in lengths if length <= len(stream)]
+        plan = probes.plan_windows(len(stream), options.lengths, options.tail_tokens, windows)
+        fitting = [length for length in options.lengths if length <= len(stream)]
         progress = tqdm(total=len(plan.ends) * len(fitting), unit="win",
                         desc=f"{self.name} {handle.model_name}/{handle.variant}")
-        for length in lengths:
-            base_details = {"context_length": length, "corpus": corpus.name, "heldout_tokens_available": len(stream)}
-            if length > len(stream):
-                results.append(MetricValue(
-                    metric=probes.point("perplexity", length), value=None, status="unavailable", details=base_details,
-                    reason=f"the held-out split of {corpus.name!r} has {len(stream)} tokens, fewer than {length}",
-                ))
-                continue
-            scored = plan.scored(length)
-            window_nll = []
-            for end in plan.ends:
-                start, stop = plan.window(end, length)
-                ids = torch.tensor([stream[start:stop]], device=handle.device)
-                window_nll.append(probes.token_nll(handle.model, ids, scored).mean().item())
-                progress.update(1)
-            mean_nll = sum(window_nll) / len(window_nll)
-            nll_stderr = probes.mean_stderr(window_nll)
-            results.append(MetricValue(
-                metric=probes.point("perplexity", length),
-                value=math.exp(mean_nll),
-                # delta method: se(exp(x)) ≈ exp(x) · se(x), windows as the independent samples
-                stderr=None if nll_stderr is None else math.exp(mean_nll) * nll_stderr,
-                details={**base_details, "windows": len(plan.ends), "scored_tokens_per_window": scored,
-                         "nll": mean_nll, "window_ends": plan.ends},
-            ))
+        scored = {length: _window_token_nll(handle, stream, plan, length, progress) for length in fitting}
         progress.close()
-        return results
+        held_out = _HeldOut(corpus.name, len(stream))
+        others = [length for length in options.lengths if length != options.reference]
+        return [*(_perplexity(length, scored.get(length), plan, held_out) for length in options.lengths),
+                *(_context_gain(length, options.reference, scored, held_out) for length in others)]
+
+
+TOKEN_NLL_CAP = 5000  # per-target NLLs kept in a perplexity record's details up to this many numbers
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The text the windows come from: named in every record, and why a length did not fit."""
+
+    corpus: str
+    tokens: int
+
+    def details(self, length: int) -> dict[str, Any]:
+        return {"context_length": length, "corpus": self.corpus, "heldout_tokens_available": self.tokens}
+
+    def shortfall(self, length: int) -> str:
+        return f"the held-out split of {self.corpus!r} has {self.tokens} tokens, fewer than {length}"
+
+
+def _window_token_nll(handle: ModelHandle, stream: list[int], plan: WindowPlan, length: int,
+                      progress: tqdm) -> list[list[float]]:
+    """Per-target NLLs of every planned window read with ``length`` tokens of context: kept per
+    token so that lengths can be compared on the same targets (``context_gain``)."""
+    import torch
+
+    windows = []
+    for end in plan.ends:
+        start, stop = plan.window(end, length)
+        ids = torch.tensor([stream[start:stop]], device=handle.device)
+        windows.append(probes.token_nll(handle.model, ids, plan.scored(length))[0].tolist())
+        progress.update(1)
+    return windows
+
+
+def _perplexity(length: int, windows: list[list[float]] | None, plan: WindowPlan, held_out: _HeldOut) -> MetricValue:
+    """perplexity@L over the window means, windows as the independent samples; NLLs kept while small."""
+    if windows is None:
+        return MetricValue(metric=probes.point("perplexity", length), value=None, status="unavailable",
+                           details=held_out.details(length), reason=held_out.shortfall(length))
+    window_nll = [sum(window) / len(window) for window in windows]
+    mean_nll = sum(window_nll) / len(window_nll)
+    nll_stderr = probes.mean_stderr(window_nll)
+    details = {**held_out.details(length), "windows": len(plan.ends), "scored_tokens_per_window": plan.scored(length),
+               "nll": mean_nll, "window_ends": plan.ends, "window_nll": window_nll}
+    if sum(map(len, windows)) <= TOKEN_NLL_CAP:  # enough to redo the paired statistics from the record
+        details["token_nll"] = [[round(nll, 5) for nll in window] for window in windows]
+    return MetricValue(
+        metric=probes.point("perplexity", length),
+        value=math.exp(mean_nll),
+        # delta method: se(exp(x)) ≈ exp(x) · se(x)
+        stderr=None if nll_stderr is None else math.exp(mean_nll) * nll_stderr,
+        details=details,
+    )
+
+
+def _context_gain(length: int, reference: int, scored: dict[int, list[list[float]]],
+                  held_out: _HeldOut) -> MetricValue:
+    """context_gain@L = ppl(L)/ppl(reference) on the shared targets; unavailable when either did not fit."""
+    details = {**held_out.details(length), "reference_length": reference}
+    missing = next((n for n in (length, reference) if n not in scored), None)
+    if missing is not None:
+        which = "" if missing == length else " (the reference length)"
+        return MetricValue(metric=probes.point("context_gain", length), value=None, status="unavailable",
+                           details=details, reason=held_out.shortfall(missing) + which)
+    gain = probes.context_gain(scored[length], scored[reference])
+    return MetricValue(metric=probes.point("context_gain", length), value=gain.ratio, stderr=gain.stderr,
+                       details={**details, **gain.details()})
 
 
 def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[MetricValue]:

@@ -5,7 +5,8 @@ on the same final ``tail`` tokens. Perplexity@L therefore differs between length
 how much context precedes identical targets: a model that uses (or at least tolerates) long
 context keeps it flat or falling; one that breaks past its training or window length rises.
 Scoring all tokens of each window instead would mix in early positions with little context
-and different text per length.
+and different text per length. Identical targets also let two lengths be compared token by
+token (``context_gain@L``, :mod:`lizard_bench.long_context.paired`).
 
 Windows come from the held-out split only (the train split is what distillation saw), so a
 length longer than the held-out text is reported as unavailable, not padded with train text.

@@ -16,6 +16,7 @@ from lizard_bench.long_context.generation import Outcome
 from lizard_bench.tasks.api import MetricValue
 
 SCORING_RULE = "first run of digits in the greedy continuation equals the answer"
+Z_95 = 1.96  # two-sided 95 % normal quantile, for every interval the probes report
 
 # maps an outcome to (metric name, details that identify its group), or None to leave it out
 Grouping = Callable[[Outcome], tuple[str, dict[str, Any]] | None]
@@ -41,6 +42,7 @@ def accuracy_by(outcomes: Sequence[Outcome], grouping: Grouping) -> list[MetricV
     for name, (details, members) in groups.items():
         hits = [1.0 if o.correct else 0.0 for o in members]
         lengths = [o.prompt.details.get("prompt_tokens", len(o.prompt.input_ids)) for o in members]
+        low, high = wilson_interval(int(sum(hits)), len(hits))
         values.append(MetricValue(
             metric=name,
             value=sum(hits) / len(hits),
@@ -48,6 +50,8 @@ def accuracy_by(outcomes: Sequence[Outcome], grouping: Grouping) -> list[MetricV
             details={
                 **details,
                 "trials": len(members),
+                "ci_low": low,
+                "ci_high": high,
                 "prompt_tokens_min": min(lengths),
                 "prompt_tokens_max": max(lengths),
                 "sample_output": members[0].generated[:80],
@@ -64,3 +68,18 @@ def mean_stderr(samples: Sequence[float]) -> float | None:
     mean = sum(samples) / len(samples)
     variance = sum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
     return math.sqrt(variance / len(samples))
+
+
+def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a fraction ``hits / trials`` (95 % by default).
+
+    Cells of the length × depth grid hold a handful of prompts, often all right or all wrong;
+    the normal (Wald) interval then has zero width and claims certainty, while Wilson's stays
+    inside [0, 1] and still says how little 0/2 or 2/2 shows.
+    """
+    if trials < 1 or not 0 <= hits <= trials:
+        raise ValueError(f"need 0 <= hits <= trials and trials >= 1, got {hits}/{trials}")
+    fraction, z2 = hits / trials, z * z
+    center = (fraction + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(fraction * (1 - fraction) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, center - half), min(1.0, center + half)

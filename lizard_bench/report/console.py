@@ -3,8 +3,9 @@
 A run of the default suite writes about 80 records; listing them flat buries the answer to
 the question a user ran it for (what did linearization gain and lose?). So the console shows
 the headline metrics as rows and the variants as columns, each linearized value followed by
-its ratio to the teacher, with fractions in percentage points and bytes in MiB as in the
-report. Every record stays in the report (``records.csv``, ``all_metrics``).
+its ratio to the teacher (and any value by its 95 % interval where the record has one), with
+fractions in percentage points and bytes in MiB as in the report. Every record stays in the
+report (``records.csv``, ``all_metrics``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lizard_bench.efficiency.load import NOISY_CORES
-from lizard_bench.report.metrics import TEACHER_VARIANT, display_scale, format_number, split_metric
+from lizard_bench.report.metrics import TEACHER_VARIANT, display_scale, format_number, interval_text, split_metric
 from lizard_bench.results import Record
 
 
@@ -76,6 +77,9 @@ def _cell(record: Record | None, teacher: Record | None) -> str:
         return record.status
     base = split_metric(record.metric).base
     text = format_number(record.value * display_scale(base), base)
+    interval = interval_text(record.details, base)
+    if interval is not None:  # a 95 % interval (exact match, context gain): what the value can be trusted to
+        text += f" {interval}"
     if record.variant != TEACHER_VARIANT and teacher is not None and teacher.status == "ok" and teacher.value:
         text += f" ({record.value / teacher.value:.2f}×)"
     return text

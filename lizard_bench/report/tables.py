@@ -23,6 +23,7 @@ from lizard_bench.report.metrics import (
     TEACHER_VARIANT,
     display_scale,
     format_number,
+    interval_text,
     is_fraction,
     metric_label,
     quantity_label,
@@ -207,7 +208,8 @@ def all_metrics_table(frame: pd.DataFrame) -> Table | None:
             raw[label], text[label] = _value_with_error(record)
         raw_rows.append(raw)
         text_rows.append(text)
-    notes = ["Value ± standard error where the task reports one; fractions in percentage points."]
+    notes = ["Value ± standard error where the task reports one, or [low, high] where it reports a 95 % interval "
+             "(Wilson for exact match); fractions in percentage points."]
     return Table("all_metrics", "All metrics", pd.DataFrame(raw_rows), pd.DataFrame(text_rows), keys, notes)
 
 
@@ -219,7 +221,10 @@ def _value_with_error(record: dict | None) -> tuple[float | str | None, str]:
     scale = display_scale(record["base_metric"])
     value = record["value"] * scale
     text = format_number(value, record["base_metric"])
-    if pd.notna(record["stderr"]):
+    interval = interval_text(record["details"], record["base_metric"])
+    if interval is not None:
+        text += f" {interval}"
+    elif pd.notna(record["stderr"]):
         text += f" ± {record['stderr'] * scale:.2g}"
     return value, text
 
@@ -295,7 +300,8 @@ def long_context_table(frame: pd.DataFrame) -> Table | None:
                     text[label] = text[label].split(" ± ")[0]
                 raw_rows.append(raw)
                 text_rows.append(text)
-    notes = ["Exact-match retrieval in percent, by context length (tokens) and insertion depth (0 = start)."]
+    notes = ["Exact-match retrieval in percent, by context length (tokens) and insertion depth (0 = start); "
+             "[low, high] = 95 % Wilson interval where recorded."]
     return Table("long_context", "Long context", pd.DataFrame(raw_rows), pd.DataFrame(text_rows),
                  [*keys, "task", "context length"], notes)
 
@@ -338,7 +344,8 @@ def linearization_table(frame: pd.DataFrame, summaries: pd.DataFrame) -> Table |
         text_rows.append(text)
     notes = ["Stage-1: held-out attention MSE (mean over layers); stage-2: held-out LM loss in nats; start → end.",
              "Passkey: exact match in percent, split by whether the passkey starts within the variant's window "
-             "(128 tokens for the teacher) or beyond it; in brackets the number of passkeys."]
+             "(128 tokens for the teacher) or beyond it; in parentheses the number of passkeys, in square brackets "
+             "the 95 % Wilson interval where recorded."]
     return Table("linearization", "Linearization: training and what it recovers", pd.DataFrame(raw_rows),
                  pd.DataFrame(text_rows), keys, notes)
 

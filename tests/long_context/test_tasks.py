@@ -118,15 +118,59 @@ def test_wrong_option_values_fail_before_any_generation():
 def test_length_extrapolation_scores_fitting_lengths_and_marks_longer_ones_unavailable():
     options = {"lengths": [64, 128, 1_000_000], "tail_tokens": 16, "windows": 3}
     values, _ = run("length_extrapolation", tiny_llama(), options)
-    assert set(values) == {"perplexity@64", "perplexity@128", "perplexity@1000000"}
+    assert set(values) == {"perplexity@64", "perplexity@128", "perplexity@1000000",
+                           "context_gain@128", "context_gain@1000000"}  # 512 is not swept: 64 is the reference
     for length in (64, 128):
         value = values[f"perplexity@{length}"]
         assert value.status == "ok" and math.isfinite(value.value) and value.value > 1
         assert value.details["context_length"] == length and value.details["windows"] == 3
         assert value.details["scored_tokens_per_window"] == 16
-    too_long = values["perplexity@1000000"]
-    assert too_long.status == "unavailable" and too_long.value is None and "fewer than 1000000" in too_long.reason
-    assert get_task("length_extrapolation").metrics == {"perplexity": "lower"}
+        assert len(value.details["window_nll"]) == 3 and [len(w) for w in value.details["token_nll"]] == [16] * 3
+    for name in ("perplexity@1000000", "context_gain@1000000"):
+        too_long = values[name]
+        assert too_long.status == "unavailable" and too_long.value is None and "fewer than 1000000" in too_long.reason
+    assert get_task("length_extrapolation").metrics == {"context_gain": "lower", "perplexity": "lower"}
+    assert get_task("length_extrapolation").headline_metric == "context_gain"
+
+
+def test_context_gain_is_the_ratio_of_the_perplexities_on_the_same_targets():
+    options = {"lengths": [64, 128, 192], "tail_tokens": 16, "windows": 3, "reference_length": 128}
+    values, _ = run("length_extrapolation", tiny_llama(seed=1), options)
+    assert set(values) == {"perplexity@64", "perplexity@128", "perplexity@192", "context_gain@64", "context_gain@192"}
+    reference = values["perplexity@128"].details["nll"]
+    for length in (64, 192):
+        gain = values[f"context_gain@{length}"]
+        assert gain.value == pytest.approx(math.exp(values[f"perplexity@{length}"].details["nll"] - reference))
+        assert gain.value == pytest.approx(values[f"perplexity@{length}"].value / values["perplexity@128"].value)
+        details = gain.details
+        assert (details["reference_length"], details["n_tokens"], details["n_windows"]) == (128, 48, 3)
+        assert details["ci_low"] < gain.value < details["ci_high"] and gain.stderr > 0
+        assert details["mean_nll_difference_stderr"] > 0 and details["window_stderr"] > 0
+        Record(model="m", variant="v", task="length_extrapolation", metric=gain.metric, value=gain.value,
+               stderr=gain.stderr, details=details, direction="lower").validate()
+
+
+def test_without_a_tail_context_gain_pairs_the_final_targets_both_lengths_scored():
+    options = {"lengths": [32, 64], "tail_tokens": None, "windows": 2}
+    values, _ = run("length_extrapolation", tiny_llama(seed=2), options)
+    short, long = (values[f"perplexity@{n}"].details["token_nll"] for n in (32, 64))
+    differences = [a - b for longer, shorter in zip(long, short, strict=True)
+                   for a, b in zip(longer[-31:], shorter, strict=True)]
+    gain = values["context_gain@64"]
+    assert gain.details["n_tokens"] == len(differences) == 2 * 31
+    assert gain.value == pytest.approx(math.exp(sum(differences) / len(differences)), rel=1e-4)  # records round
+
+
+def test_a_reference_length_outside_the_lengths_is_refused():
+    with pytest.raises(OptionError, match="reference_length must be one of the lengths"):
+        run("length_extrapolation", tiny_llama(), {"lengths": [64, 128], "reference_length": 100})
+
+
+def test_a_cell_of_two_misses_shows_its_wilson_interval():
+    values, _ = run("passkey", lambda tok: AnsweringModel(tok, lambda prompt: "0"), PASSKEY_OPTIONS)
+    cell = values["exact_match@192:0"]
+    assert cell.value == 0.0 and cell.details["trials"] == 2
+    assert (cell.details["ci_low"], cell.details["ci_high"]) == pytest.approx((0.0, 0.658), abs=5e-4)
 
 
 def test_windows_of_every_length_end_at_the_same_tokens():
@@ -163,3 +207,5 @@ def test_the_runner_records_probe_points_with_their_directions(tmp_path):
     assert len(split) == 1 and split[0].status == "ok" and split[0].direction == "higher"
     assert records["length_extrapolation", "perplexity@64"].direction == "lower"
     assert records["length_extrapolation", "perplexity@100000"].status == "unavailable"
+    gain = records["length_extrapolation", "context_gain@100000"]
+    assert gain.status == "unavailable" and gain.direction == "lower" and gain.headline

@@ -53,3 +53,13 @@ def test_the_summary_puts_variants_side_by_side_in_report_units():
     passkey = next(line for line in text.splitlines() if line.startswith("passkey exact_match"))
     assert "%" in passkey and "75.0" in passkey and "error" in passkey
     assert "12.0 (1.50×)" in text and "360.0" in text and "MiB" in text
+
+
+def test_a_recorded_95_percent_interval_follows_the_value():
+    gain = {"ci_low": 0.9, "ci_high": 0.98}  # FIXTURE: invented interval of an invented ratio
+    text = summary_table([
+        record("softmax", "length_extrapolation", "context_gain@4096", 1.0, "lower", details=gain),
+        record("lizard", "length_extrapolation", "context_gain@4096", 0.94, "lower", details=gain),
+    ])
+    line = next(line for line in text.splitlines() if line.startswith("length_extrapolation context_gain@4096"))
+    assert "1 [0.9, 0.98]" in line and "0.94 [0.9, 0.98] (0.94×)" in line

@@ -154,3 +154,19 @@ def test_points_measured_on_a_busy_machine_are_marked_with_a_note(frame):
     assert lizard.loc[512, "Decode tokens/s"].endswith(" *")
     assert not lizard.loc[1024, "Decode tokens/s"].endswith("*")
     assert any("busy" in note and note.startswith("*") for note in table.notes)
+
+
+def test_a_recorded_95_percent_interval_is_shown_instead_of_the_stderr(frame):
+    with_interval = frame.copy()
+    chosen = (with_interval["variant"] == "lizard") & (with_interval["task"] == "passkey") & (
+        with_interval["metric"].isin(["exact_match", "exact_match@2048:0.5"]))
+    with_interval.loc[chosen, "stderr"] = 0.1
+    with_interval.loc[chosen, "details"] = [{**d, "ci_low": 0.0, "ci_high": 0.658} for d in
+                                            with_interval.loc[chosen, "details"]]
+    everything = all_metrics_table(with_interval).display.set_index("variant").loc["lizard"]
+    cell = everything["Passkey exact_match (%)"]
+    assert cell.endswith(" [0.0, 65.8]") and "±" not in cell
+    grid = long_context_table(with_interval).display
+    lizard = grid[(grid["variant"] == "lizard") & (grid["task"] == "passkey")].set_index("context length")
+    assert lizard.loc[2048, "depth 0.5 (%)"].endswith(" [0.0, 65.8]")
+    assert "[" not in lizard.loc[2048, "depth 0 (%)"]
