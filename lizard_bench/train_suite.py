@@ -30,6 +30,7 @@ class TrainedVariant:
     checkpoint_dir: str
     reused: bool  # True: a matching checkpoint existed and nothing was trained
     stages: dict  # per stage: steps, tokens, wall_s, metric start/end
+    half_lives: str = ""  # the trained gates' memory, one line (describe_half_lives)
 
 
 def process_count() -> int:
@@ -57,6 +58,7 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
     print_warnings(preflight(config, evaluate=False, retrain=retrain).warnings)
     train = training_config(config)
 
+    from lizard_bench.linearize.pipeline import describe_half_lives, gate_half_lives
     from lizard_bench.linearize.training.loop import make_accelerator
 
     accelerator = make_accelerator(train)  # first, so that accelerate's process state takes its settings
@@ -69,8 +71,9 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
             prepared = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
                                        retrain=retrain)
             stored = str(prepared.checkpoint_dir) if prepared.checkpoint_dir else "(nothing learned: no checkpoint)"
-            trained.append(TrainedVariant(model_name, spec.name, stored,
-                                          prepared.from_checkpoint, prepared.stages))
+            lives = None if prepared.sharded else gate_half_lives(prepared.model)
+            trained.append(TrainedVariant(model_name, spec.name, stored, prepared.from_checkpoint, prepared.stages,
+                                          describe_half_lives(lives)))
             del loaded
     return trained
 
@@ -85,7 +88,7 @@ def trained_table(trained: list[TrainedVariant]) -> str:
             f"{_fmt(s.get('wall_s'))} s)" for name, s in item.stages.items()
         ) or "no training stages"
         lines.append(f"{item.model}  {item.variant}  {'reused' if item.reused else 'trained'}  "
-                     f"{item.checkpoint_dir}  {stages}")
+                     f"{item.checkpoint_dir}  {stages}; {item.half_lives}")
     return "\n".join(lines)
 
 

@@ -69,7 +69,7 @@ class LizardAttention(nn.Module):
             self.feature_q = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim, identity=identity)
             self.feature_k = HedgehogFeatureMap(num_heads, head_dim, config.feature_dim, identity=identity)
             self.gate = build_gate(config.gate, hidden_size, num_heads, config.gate_rank, config.gate_temperature,
-                                   bias=tuple(config.gate_bias))
+                                   bias=config.gate_bias_range())
             if config.combine == "unnormalised":
                 self.gla_log_scale = nn.Parameter(torch.full((num_heads,), math.log(config.gla_scale_init)))
         if config.window and config.num_sinks:

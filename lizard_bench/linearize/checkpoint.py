@@ -81,6 +81,32 @@ def read_manifest(checkpoint_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+# what rebuilds a damaged checkpoint: training it again (the files are lizard-bench's own, never downloaded)
+REBUILD_ADVICE = "the checkpoint is damaged; rerun the suite that trained it with --retrain to rebuild it"
+
+
+def check_checkpoint_files(checkpoint_dir: Path, manifest: dict[str, Any], advice: str = REBUILD_ADVICE) -> None:
+    """Every weights file the manifest lists is there and whole (its safetensors header fits the file).
+
+    Why: a copy cut short (a full disk, an interrupted rsync) otherwise fails deep in safetensors, after the
+    run has spent model time on other units, and fails the same way on every rerun. Reads headers only.
+    """
+    from lizard_bench.models.inspect import ModelFileError, check_safetensors
+
+    files = manifest.get("files")
+    if not isinstance(files, list) or not isinstance(manifest.get("base_model"), dict):
+        raise CheckpointError(f"{Path(checkpoint_dir) / MANIFEST} is not a lizard-bench checkpoint manifest "
+                              f"(no 'files' list or 'base_model'): {advice}")
+    for name in files:
+        path = Path(checkpoint_dir) / str(name)
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (its {MANIFEST} lists it): {advice}")
+        try:
+            check_safetensors(path, advice=advice)
+        except ModelFileError as exc:
+            raise CheckpointError(str(exc)) from None
+
+
 def save_linearized(
     model: nn.Module, checkpoint_dir: Path, *, base_name: str, base_hash: str, config: LinearizeConfig,
     train_config: dict[str, Any] | None, train_fingerprint: str | None, stages: list[str],
@@ -126,6 +152,7 @@ def load_linearized(
     manifest = read_manifest(checkpoint_dir)
     if manifest is None:
         raise CheckpointError(f"{checkpoint_dir}: not a linearized checkpoint (no readable {MANIFEST})")
+    check_checkpoint_files(checkpoint_dir, manifest)
     expected = manifest["base_model"]["sha256"]
     actual = base_hash or base_model_hash(model)
     if actual != expected:

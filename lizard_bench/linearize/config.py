@@ -52,6 +52,11 @@ class LinearizeConfig:
     # sigmoid/pooling gate bias, spread over heads
     gate_bias: list[float] = field(default_factory=lambda: [3.0, 6.0], metadata=rule(
         lambda bias: len(bias) == 2, "must be two numbers [low, high]"))
+    # the same, as the heads' starting memory half-lives in tokens [shortest, longest] (sigmoid/pooling gates,
+    # before the input-dependent part); overrides gate_bias. [14, 10000] spans what gate_bias [3.0, 9.6] does
+    gate_half_lives: list[float] | None = field(default=None, metadata=rule(
+        lambda lives: lives is None or (len(lives) == 2 and 0 < lives[0] <= lives[1]),
+        "must be two half-lives in tokens [shortest, longest], both > 0"))
     # Hedgehog W: 'identity' (when feature_dim / 2 = head_dim) or 'random'
     feature_init: Literal["identity", "random"] = "identity"
     linear_branch: bool = True  # off only for the exactness anchor test
@@ -64,7 +69,11 @@ class LinearizeConfig:
     softmax_layers: list[int] = field(default_factory=list)  # layers kept as softmax (hybrids)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The switches as data; ``gate_half_lives`` only when set, so older checkpoints keep their fingerprint."""
+        data = dataclasses.asdict(self)
+        if data["gate_half_lives"] is None:
+            del data["gate_half_lives"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LinearizeConfig:
@@ -89,6 +98,14 @@ class LinearizeConfig:
             raise ValueError("a shared normaliser needs both a window (>= 1) and the linear branch")
         if not self.linear_branch and self.window < 1:
             raise ValueError("with the linear branch off, a window is needed (otherwise the layer attends to nothing)")
+
+    def gate_bias_range(self) -> tuple[float, float]:
+        """The gate's starting bias range: ``gate_bias``, or the logits whose half-lives are ``gate_half_lives``."""
+        if self.gate_half_lives is None:
+            return tuple(self.gate_bias)
+        from lizard_bench.linearize.gates import bias_for_half_life
+
+        return tuple(bias_for_half_life(life) for life in self.gate_half_lives)
 
     def adds_parameters(self) -> bool:
         """Whether the layer has anything of its own to learn (stage 1 trains exactly this).

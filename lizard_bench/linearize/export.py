@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lizard_bench.linearize.checkpoint import CheckpointError, load_linearized, read_manifest
+from lizard_bench.linearize.checkpoint import CheckpointError, check_checkpoint_files, load_linearized, read_manifest
 from lizard_bench.linearize.modeling import LizardLlamaForCausalLM
 from lizard_bench.models.loading import DTYPES, load_model
 
@@ -29,6 +29,7 @@ def export_checkpoint(
     manifest = read_manifest(checkpoint_dir)
     if manifest is None:
         raise CheckpointError(f"{checkpoint_dir}: not a linearized checkpoint (no readable manifest.json)")
+    check_checkpoint_files(checkpoint_dir, manifest)  # before the base model loads: a damaged file costs no time
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"--out {out} exists and is not an empty directory")
     loaded = load_model(model or manifest["base_model"]["name"], device=device, dtype=dtype)

@@ -22,6 +22,26 @@ def _spread_bias(num_heads: int, low: float, high: float) -> torch.Tensor:
 DEFAULT_BIAS = (3.0, 6.0)  # σ(3) = 0.95, σ(6) = 0.998: half-lives of 14 to 277 tokens
 
 
+def half_life(bias: float) -> float:
+    """Tokens after which a constant gate γ = σ(bias) keeps half of a token: ln ½ / ln σ(bias)."""
+    return math.log(0.5) / F.logsigmoid(torch.tensor(float(bias), dtype=torch.float64)).item()
+
+
+def bias_for_half_life(tokens: float) -> float:
+    """The gate logit whose half-life is ``tokens`` (the inverse of :func:`half_life`): logit(2^(−1/tokens))."""
+    keep = 0.5 ** (1.0 / tokens)
+    return math.log(keep) - math.log1p(-keep)
+
+
+def head_half_lives(gate: nn.Module) -> list[float] | None:
+    """Each head's half-life from its gate's bias (what it remembers before the input moves it); None for gates
+    without a per-head bias (Mamba-2, low-rank, none)."""
+    bias = gate.proj.bias if isinstance(gate, SigmoidGate) else getattr(gate, "bias", None)
+    if not isinstance(gate, (SigmoidGate, PoolingGate)) or bias is None:
+        return None
+    return [round(half_life(b), 1) for b in bias.detach().double().tolist()]
+
+
 class SigmoidGate(nn.Module):
     """log γ = logsigmoid(x w_γ + b); the bias spreads the heads' starting memory lengths."""
 

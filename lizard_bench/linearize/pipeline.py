@@ -34,7 +34,8 @@ from lizard_bench.linearize.checkpoint import (
     save_linearized,
 )
 from lizard_bench.linearize.config import LinearizeConfig, method_config
-from lizard_bench.linearize.convert import linearize, lizard_parameters
+from lizard_bench.linearize.convert import linearize, lizard_modules, lizard_parameters
+from lizard_bench.linearize.gates import head_half_lives
 from lizard_bench.linearize.teacher_init import initialise_from_teacher
 from lizard_bench.linearize.training.config import StageConfig, TrainConfig, fingerprint_hash
 from lizard_bench.linearize.training.data import TokenWindows, load_training_corpus
@@ -73,7 +74,29 @@ class PreparedVariant:
             "checkpoint_dir": self.checkpoint_dir and str(self.checkpoint_dir), "base_sha256": self.base_hash,
             "from_checkpoint": self.from_checkpoint, "linearize_config": self.config.to_dict(),
             "stages": self.stages, "teacher_lm_loss": self.teacher_lm_loss,
+            "gate_half_lives": None if self.sharded else gate_half_lives(self.model),
         }
+
+
+def gate_half_lives(model: nn.Module) -> dict[str, list[float]] | None:
+    """Per layer, each head's memory half-life in tokens from its gate bias, as trained (None: no such gate).
+
+    Why: a gate whose biases stayed near their start remembers a few hundred tokens at most, whatever the
+    training windows; this is where a reader sees whether training moved them.
+    """
+    lives = {str(module.layer_idx): head_half_lives(module.gate) for module in lizard_modules(model)
+             if hasattr(module, "gate")}
+    lives = {layer: heads for layer, heads in lives.items() if heads is not None}
+    return lives or None
+
+
+def describe_half_lives(lives: dict[str, list[float]] | None) -> str:
+    """One line: the shortest, median and longest head half-life over all layers."""
+    if not lives:
+        return "no per-head gate bias"
+    every = sorted(life for heads in lives.values() for life in heads)
+    return (f"gate half-lives {every[0]:.0f} / {every[len(every) // 2]:.0f} / {every[-1]:.0f} tokens "
+            f"(shortest / median / longest of {len(every)} heads)")
 
 
 def checkpoint_fingerprint(base_hash: str, config: LinearizeConfig, train: TrainConfig) -> str:
@@ -179,6 +202,8 @@ def prepare_linearized(
     if merge_lora and not sharded:
         merge_adapters(model)
     model.eval()
+    if not sharded:
+        logger.info("%s trained: %s", model_name, describe_half_lives(gate_half_lives(model)))
     return PreparedVariant(model, config, checkpoint_dir, base_hash, False, stages, teacher_loss, sharded=sharded)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,25 @@ def test_the_default_suites_equal_memory_window_caches_what_lizard_plus_holds():
     assert options["method"] == "swa"
     assert state_bytes("swa", window=options["window"]) == state_bytes("lizard_plus")
     assert state_bytes("swa", window=options["window"] + 1) > state_bytes("lizard_plus")
+
+
+def test_gate_half_lives_set_the_bias_and_are_reported_by_the_formula():
+    from lizard_bench.linearize.gates import bias_for_half_life, half_life
+    from lizard_bench.linearize.pipeline import describe_half_lives, gate_half_lives
+
+    model = tiny_llama(0)
+    linearize(model, "lizard_plus", gate_half_lives=[14.0, 10000.0])
+    lives = gate_half_lives(model)
+    assert set(lives) == {"0", "1"} and len(lives["0"]) == 4
+    assert lives["0"][0] == pytest.approx(14.0, abs=0.05) and lives["0"][-1] == pytest.approx(10000.0, abs=0.05)
+    bias = model.model.layers[0].self_attn.gate.proj.bias.detach().double()
+    by_hand = [math.log(0.5) / math.log(1 / (1 + math.exp(-b))) for b in bias.tolist()]  # ln ½ / ln σ(b)
+    assert lives["0"] == pytest.approx(by_hand, abs=0.05)
+    assert half_life(bias_for_half_life(300.0)) == pytest.approx(300.0)
+    assert describe_half_lives(lives).startswith("gate half-lives 14 / ")
+
+    default = tiny_llama(0)
+    linearize(default, "lizard")
+    assert gate_half_lives(default)["0"][0] == pytest.approx(math.log(0.5) / math.log(1 / (1 + math.exp(-3.0))),
+                                                            abs=0.05)
+    assert gate_half_lives(swa_model(8, 4)) is None
