@@ -1,0 +1,108 @@
+"""Attention reach: where each layer's attention weight lands by key distance, per variant.
+
+A diagnostic beside the long-context probes: a linearized variant whose linear branch reaches
+past its softmax window puts weight on keys at distance d >= w; the teacher's own softmax mass
+beyond the same window shows how much there is to reach for. The arithmetic is in
+:mod:`lizard_bench.long_context.reach`; this module picks the held-out windows and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lizard_bench.data.corpus import CorpusError
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+from lizard_bench.typed_config import at_least
+
+DEFAULT_WINDOW = 128  # Lizard's window: the teacher's bins when no option sets another
+DEFAULT_ANCHORS = 4  # StreamingLLM's sink tokens, as lizard_plus and swa keep them
+
+
+@dataclass(frozen=True)
+class AttentionReachOptions:
+    windows: int = field(default=2, metadata=at_least(1))  # held-out windows (capped by the suite's limit)
+    length: int = field(default=1024, metadata=at_least(2))  # tokens per window
+    # the bins of layers without a window of their own (the teacher, a hybrid's softmax layers, no_window);
+    # a Lizard layer with a window always bins by its own w and num_anchors
+    window: int = field(default=DEFAULT_WINDOW, metadata=at_least(1))
+    anchors: int = field(default=DEFAULT_ANCHORS, metadata=at_least(0))
+
+
+@register_task
+class AttentionReach(Task):
+    name = "attention_reach"
+    label = "Attention reach"
+    suite = "long_context"
+    metrics = {"mass_beyond_window": "higher"}
+    data_source = "the suite's corpus (default: CPython docs, embedded), held-out split"
+    description = ("Share of each layer's attention weight on keys beyond the softmax window "
+                   "(mean over layers), beside the window and the anchor tokens")
+    Options = AttentionReachOptions
+
+    def reads_corpus(self, options: AttentionReachOptions) -> bool:
+        return True
+
+    def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
+        import torch
+
+        from lizard_bench.long_context import reach
+
+        options = context.options(self)
+        corpus = _load_corpus(context)
+        stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
+        count = min(options.windows, len(stream) // options.length)
+        if context.limit is not None:
+            count = min(count, context.limit)
+        base = {"corpus": corpus.name, "context_length": options.length, "heldout_tokens_available": len(stream)}
+        if count < 1:
+            return [MetricValue(metric="mass_beyond_window", value=None, status="unavailable", details=base,
+                                reason=f"the held-out split of {corpus.name!r} has {len(stream)} tokens, "
+                                       f"fewer than {options.length} (or the limit is 0)")]
+        default = reach.Bins(options.window, options.anchors)
+        per_window = []
+        for n in range(count):
+            ids = torch.tensor([stream[n * options.length:(n + 1) * options.length]], device=handle.device)
+            per_window.append(reach.window_reach(handle.model, ids, default))
+        return [_summary(per_window, {**base, "windows": count})]
+
+
+def _summary(per_window: list, base: dict[str, Any]) -> MetricValue:
+    """mass_beyond_window: the mean over layers, averaged over windows; per-layer bins in the details."""
+    from lizard_bench.long_context import reach
+
+    first = per_window[0]
+    beyond = [reach.mean_over_layers(layers, "beyond") for layers in per_window]
+    layers = []
+    for index, layer in enumerate(first):
+        entry: dict[str, Any] = {"layer": index, "kind": layer.kind, "window": layer.bins.window,
+                                 "anchors": layer.bins.anchors}
+        if layer.mass:
+            for name in (*reach.BINS, "unassigned"):
+                entry[f"mass_{name}"] = sum(w[index].mass[name] for w in per_window) / len(per_window)
+        if layer.reason:
+            entry["reason"] = layer.reason
+        if layer.note:
+            entry["note"] = layer.note
+        layers.append(entry)
+    details = {**base, "layers": layers, "window_mass_beyond_window": beyond,
+               **{f"mass_{name}": _mean([reach.mean_over_layers(w, name) for w in per_window])
+                  for name in ("within", "anchors", "unassigned")}}
+    if any(value is None for value in beyond):
+        reasons = sorted({layer.reason for layer in first if layer.reason})
+        return MetricValue(metric="mass_beyond_window", value=None, status="unavailable", details=details,
+                           reason="; ".join(reasons))
+    return MetricValue(metric="mass_beyond_window", value=sum(beyond) / len(beyond), stderr=reach.stderr(beyond),
+                       details=details)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _load_corpus(context: TaskContext):
+    try:
+        return context.corpus()
+    except CorpusError as exc:
+        raise TaskUnavailable(str(exc)) from None
