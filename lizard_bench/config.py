@@ -201,7 +201,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         config = build(SuiteConfig, changes, where="command line", base=config)
     where = str(path) if path else "defaults"
     _validate(config, where=f"{where} with the command line's flags" if changes else where)
+    _make_include_path_absolute(config)
     return config
+
+
+def _make_include_path_absolute(config: SuiteConfig) -> None:
+    """Resolve ``lm_eval_include_path`` (after ``~``) against the working directory, where lm-eval reads it.
+
+    Why: the manifest, the config hash and every pass-through record keep this value, and a bare
+    ``.`` there names no folder once the run is read from elsewhere (or resumed from another
+    directory, where it would be another folder under the same hash).
+    """
+    if config.lm_eval_include_path is not None:
+        config.lm_eval_include_path = str(Path(config.lm_eval_include_path).expanduser().resolve())
 
 
 def _validate(config: SuiteConfig, where: str) -> None:

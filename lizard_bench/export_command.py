@@ -37,6 +37,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = export_checkpoint(args.checkpoint, args.out, model=args.model, dtype=args.dtype, save_dtype=args.save_dtype,
                             device=args.device)
-    print(f"wrote {out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True), "
-          f"or lm_eval --model hf --model_args pretrained={out},trust_remote_code=True")
+    print(f"wrote {out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True) "
+          f"and AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True) (without the argument "
+          "transformers asks at a terminal), or lm_eval --model hf --model_args "
+          f"pretrained={out},trust_remote_code=True")
     return 0

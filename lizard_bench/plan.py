@@ -19,8 +19,15 @@ from lizard_bench.config import SuiteConfig
 from lizard_bench.errors import InputError
 from lizard_bench.models.inspect import inspect_model
 from lizard_bench.models.locate import locate_model
-from lizard_bench.preflight import check_model, check_settings, checked_corpus, input_lengths, reads_corpus
-from lizard_bench.results.store import safe_name
+from lizard_bench.preflight import (
+    DAMAGED_CHECKPOINT,
+    check_model,
+    check_settings,
+    checked_corpus,
+    input_lengths,
+    reads_corpus,
+)
+from lizard_bench.variants import matching_checkpoints, needs_checkpoint, variant_training
 
 # Rough processing rates in (tokens × parameters) per second. CPU: this project's default run on 2 cores
 # (SmolLM2-135M trained 3 × 82K tokens in 15 min; evaluated in about 20 min, generation included). GPU: an
@@ -58,6 +65,7 @@ class Plan:
     corpora: list[str] = field(default_factory=list)
     training_tokens: int = 0  # per linearized variant trained, both stages
     estimate: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # valid, but not what a setting suggests (preflight's)
     problems: list[str] = field(default_factory=list)
 
     def text(self) -> str:
@@ -76,6 +84,8 @@ class Plan:
             lines += ["training budget:", *(f"  {line}" for line in self.training)]
         lines += ["time (a rough estimate from the device and model sizes, not a measurement):",
                   *(f"  {line}" for line in self.estimate)]
+        if self.warnings:
+            lines += ["warnings:", *(f"  {warning}" for warning in dict.fromkeys(self.warnings))]
         lines.append(f"missing ({len(self.problems)}):" if self.problems else "nothing missing")
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
@@ -84,13 +94,13 @@ class Plan:
 def plan_run(config: SuiteConfig) -> Plan:
     """The plan of ``config``; raises an InputError only for a suite that is wrong in itself (bad names, values)."""
     settings = check_settings(config)
-    plan = Plan()
+    plan = Plan(warnings=list(settings.warnings))
     facts = {}
     lengths = input_lengths(config, settings.tasks, settings.train)
     for name in config.models:
         try:
             facts[name] = inspect_model(locate_model(name))
-            check_model(name, facts[name], linearize=settings.train is not None, lengths=lengths)
+            plan.warnings += check_model(name, facts[name], linearize=settings.train is not None, lengths=lengths)
             size = facts[name].parameters
             plan.models[name] = f"ok ({facts[name].model_type}, {_count(size) if size else 'size unknown'})"
         except InputError as exc:
@@ -141,22 +151,29 @@ def _plan_training(plan: Plan, config: SuiteConfig, settings) -> None:
         plan.training.append(f"{stage_name}: {steps} optimizer steps x {train.seq_len} tokens x "
                              f"{stage.batch_size * stage.grad_accum} = {_count(tokens)} tokens per variant "
                              f"(corpus {train.corpus})")
+    stored = [spec for spec in settings.variants if spec.method is not None and needs_checkpoint(spec, train)]
     for model in config.models:
-        for spec in (s for s in settings.variants if s.method is not None):
-            plan.checkpoints.append((model, spec.name, find_checkpoint(Path(config.results_dir), model, spec, train)))
+        for spec in stored:
+            found = find_checkpoint(Path(config.results_dir), model, spec, variant_training(spec, train))
+            plan.checkpoints.append((model, spec.name, found))
+            if found is not None:
+                _plan_checkpoint_files(plan, found)
+
+
+def _plan_checkpoint_files(plan: Plan, folder: Path) -> None:
+    """A found checkpoint whose weights files are cut short is a problem the run would stop on."""
+    from lizard_bench.linearize.checkpoint import CheckpointError, check_checkpoint_files, read_manifest
+
+    try:
+        check_checkpoint_files(folder, read_manifest(folder) or {}, advice=DAMAGED_CHECKPOINT)
+    except CheckpointError as exc:
+        plan.problems.append(str(exc))
 
 
 def find_checkpoint(results_dir: Path, model: str, spec, train) -> Path | None:
     """A finished checkpoint of ``spec`` whose method config and recipe match (base weights not checked)."""
-    from lizard_bench.linearize.checkpoint import read_manifest
-
-    root = results_dir / "checkpoints" / safe_name(model) / safe_name(spec.name)
-    wanted = spec.config.to_dict()
-    for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
-        manifest = read_manifest(folder)
-        if manifest and manifest.get("linearize_config") == wanted and manifest.get("train_config") == train.to_dict():
-            return folder
-    return None
+    found = matching_checkpoints(results_dir, model, spec, train)
+    return found[0] if found else None
 
 
 def _estimate(plan: Plan, config: SuiteConfig, settings, facts: dict[str, Any]) -> None:

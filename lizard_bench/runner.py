@@ -29,7 +29,7 @@ from lizard_bench.config import ConfigError, SuiteConfig
 from lizard_bench.data.corpus import load_corpus
 from lizard_bench.errors import InputError
 from lizard_bench.models.loading import load_model
-from lizard_bench.preflight import preflight
+from lizard_bench.preflight import preflight, print_warnings
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
 from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable
@@ -61,7 +61,7 @@ def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
     directory is created only after that. ``retrain`` trains the linearized variants again even
     where a matching checkpoint exists (replacing it, which is otherwise never done).
     """
-    plan = preflight(config)
+    plan = preflight(config, retrain=retrain)
     run_id = config.run_id or new_run_id(config)
     store = RunStore(Path(config.results_dir) / run_id)
     store.remove_partial_files()
@@ -69,6 +69,7 @@ def run_suite(config: SuiteConfig, *, retrain: bool = False) -> RunSummary:
         device=plan.device, kernel_backend=plan.backend, seed=config.seed, config_hash=config.config_hash()
     )
     _check_or_write_manifest(store, config, run_id, base_provenance)
+    print_warnings(plan.warnings)  # once every check passed: a refused run prints its one error line only
     corpus = plan.corpus
     context = TaskContext(config=config, corpus=(lambda: corpus) if corpus is not None
                           else functools.cache(lambda: load_corpus(config.corpus)), run_dir=store.run_dir)

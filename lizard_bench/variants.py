@@ -11,6 +11,7 @@ combination gets its own folder, so no setting change ever replaces a checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -28,12 +29,18 @@ if TYPE_CHECKING:
     from lizard_bench.linearize.pipeline import PreparedVariant
 
 
+TRAINING_STAGES = ("stage1", "stage2")
+# variants that run fewer than both stages by default (``train_stages`` in variant_options overrides it)
+DEFAULT_TRAIN_STAGES: dict[str, tuple[str, ...]] = {"swa": ()}
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     name: str
     method: str | None  # None: the teacher
     options: dict[str, Any] = field(default_factory=dict)  # as the suite wrote them (for linearize(**options))
     config: LinearizeConfig | None = None  # the method's preset with the options applied; None for the teacher
+    train_stages: tuple[str, ...] = TRAINING_STAGES  # the suite's stages this variant runs (a stage left out: 0 tokens)
 
 
 def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
@@ -49,23 +56,51 @@ def resolve_variant(name: str, config: SuiteConfig) -> VariantSpec:
             f"unknown variant {name!r}: use {TEACHER}, a method ({', '.join(METHODS)}), or define it under "
             f"variant_options.{name} with a 'method' key"
         )
+    stages = _train_stages(name, settings.pop("train_stages", DEFAULT_TRAIN_STAGES.get(method, TRAINING_STAGES)))
     try:
         linearize_config = method_config(method, **settings)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"variant_options.{name}: {error}") from None
-    return VariantSpec(name, method, settings, linearize_config)
+    if "stage1" in stages and not linearize_config.adds_parameters() and "train_stages" in config.variant_options.get(
+            name, {}):
+        raise ConfigError(f"variant_options.{name}.train_stages: stage1 trains what linearization adds, and this "
+                          "layer adds nothing (no linear branch, no sinks): leave stage1 out")
+    return VariantSpec(name, method, settings, linearize_config, stages)
+
+
+def _train_stages(name: str, stages: Any) -> tuple[str, ...]:
+    """``train_stages`` checked: a list of the suite's stage names (an empty list trains nothing)."""
+    if not isinstance(stages, (list, tuple)) or any(stage not in TRAINING_STAGES for stage in stages):
+        raise ConfigError(f"variant_options.{name}.train_stages: must be a list of {', '.join(TRAINING_STAGES)} "
+                          f"(or []), got {stages!r}")
+    return tuple(stage for stage in TRAINING_STAGES if stage in stages)
+
+
+def needs_checkpoint(spec: VariantSpec, train) -> bool:
+    """False for a variant that adds no parameter and trains no adapter (``swa``): it is rebuilt, not stored."""
+    train = variant_training(spec, train)
+    return spec.config.adds_parameters() or train.stage2.optimizer_steps(train.seq_len) > 0
+
+
+def variant_training(spec: VariantSpec, train):
+    """The suite's recipe as this variant runs it: a stage it leaves out gets no optimizer step."""
+    from lizard_bench.linearize.training.config import StageConfig
+
+    skipped = {stage: StageConfig(tokens=0, steps=0) for stage in TRAINING_STAGES if stage not in spec.train_stages}
+    return dataclasses.replace(train, **skipped) if skipped else train
 
 
 def training_config(config: SuiteConfig):
     """The suite's training recipe: TrainConfig defaults (the CPU budget), then ``training_recipe``'s file,
     then ``training`` applied."""
     from lizard_bench.config import merge_settings, recipe_path
-    from lizard_bench.linearize.training.config import TrainConfig, read_recipe
+    from lizard_bench.linearize.training.config import TrainConfig, read_recipe, resolve_mixed_precision
 
     base = read_recipe(recipe_path(config.training_recipe)) if config.training_recipe else {}
     where = f"training (recipe {config.training_recipe} + the suite's 'training')" if base else \
         "suite 'training' section"
-    return TrainConfig.from_dict(merge_settings(base, config.training), where=where)
+    train = TrainConfig.from_dict(merge_settings(base, config.training), where=where)
+    return resolve_mixed_precision(train, config.device)
 
 
 def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, config: SuiteConfig,
@@ -81,7 +116,7 @@ def prepare_variant(loaded: LoadedModel, spec: VariantSpec, backend: str, *, con
     from lizard_bench.linearize.checkpoint import base_model_hash
     from lizard_bench.linearize.pipeline import prepare_linearized
 
-    train = training_config(config)
+    train = variant_training(spec, training_config(config))
     base_hash = base_model_hash(loaded.model)
     checkpoint_dir = checkpoint_folder(Path(config.results_dir), model_name, spec, base_hash, train)
     prepared = prepare_linearized(
@@ -110,6 +145,28 @@ def checkpoint_folder(results_dir: Path, model_name: str, spec: VariantSpec, bas
     if legacy is not None and legacy.get("train_fingerprint") == fingerprint:
         return variant_root
     return variant_root / fingerprint[:16]
+
+
+def matching_checkpoints(results_dir: Path, model_name: str, spec: VariantSpec, train) -> list[Path]:
+    """The finished checkpoints of ``spec`` on ``model_name`` whose method config and recipe match ``train``.
+
+    Why not :func:`checkpoint_folder`: its fingerprint needs the base weights' hash, known only once
+    the weights load. Before that (a plan, preflight) these are the folders the run may reuse, one per
+    base weights (other weights or dtype under the same name) at most.
+    """
+    from lizard_bench.linearize.checkpoint import read_manifest
+
+    root = results_dir / "checkpoints" / safe_name(model_name) / safe_name(spec.name)
+    if not root.is_dir():
+        return []
+    wanted, recipe = spec.config.to_dict(), train.to_dict()
+    found = []
+    for folder in [root, *sorted(path for path in root.iterdir() if path.is_dir())]:
+        manifest = read_manifest(folder)
+        if isinstance(manifest, dict) and manifest.get("linearize_config") == wanted \
+                and manifest.get("train_config") == recipe:
+            found.append(folder)
+    return found
 
 
 def _copy_training_record(logs: Path, destination: Path, summary: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Fixtures: a table of bad inputs a new user might try, each of which must be refused up front.
 
 Every case is a ``lizard-bench`` command line (with ``{tiny}``, ``{gpt2}``, ``{corpus}``,
-``{fixtures}`` standing for the fixture models, corpus and folder) run from an empty work
+``{fixtures}``, ``{checkpoint}`` standing for the fixture models, corpus, folder and a damaged
+linearized checkpoint of ``{tiny}``) run from an empty work
 folder. Each must exit 2 with one line on stderr naming the problem, print no traceback,
 create no run directory and change no file. ``tests/test_bad_inputs.py`` runs them in
 process; ``benchmarks/bad_inputs.py`` runs them as separate processes and counts outcomes.
@@ -66,6 +67,15 @@ CASES: list[BadInput] = [
     BadInput("gpt2 asked to linearize", (*varied("--model", "{gpt2}"), *LIZARD), "cannot be linearized"),
     BadInput("seq_len beyond gpt2 positions", varied("--model", "{gpt2}", "--seq-len", "100", "--max-tokens", "400"),
              "positions"),
+    BadInput("passkey lengths beyond gpt2 positions",
+             varied("--model", "{gpt2}", "--config", "{fixtures}/passkey_long.yaml", "--task", "passkey"),
+             "passkey.lengths"),
+    # linearized checkpoints
+    BadInput("checkpoint weights truncated",
+             (*varied("--config", "{fixtures}/checkpoint_suite.yaml", "--results-dir", "{fixtures}/checkpoint_results"),
+              *LIZARD), "lizard.safetensors is truncated"),
+    BadInput("export truncated checkpoint", ("export", "--checkpoint", "{checkpoint}", "--out", "out"),
+             "lizard.safetensors is truncated"),
     # run settings
     BadInput("seed negative", varied("--seed", "-1"), "seed"),
     BadInput("seed too large", varied("--seed", str(2**33)), "seed"),
@@ -80,6 +90,9 @@ CASES: list[BadInput] = [
     BadInput("max_tokens below seq_len", varied("--max-tokens", "8"), "max_tokens"),
     BadInput("variant typo", varied("--variant", "lizzard"), "unknown variant"),
     BadInput("task typo", varied("--task", "passky"), "unknown task"),
+    BadInput("include-path yaml syntax error",
+             varied("--include-path", "{fixtures}/broken_tasks", "--task", "broken_task"),
+             "broken_task.yaml:2: malformed yaml"),
     # paths
     BadInput("run id ..", varied("--run-id", ".."), "run_id"),
     BadInput("run id with separator", varied("--run-id", "a/b"), "run_id"),
@@ -104,10 +117,14 @@ CASES: list[BadInput] = [
     BadInput("variant option out of range", (*varied("--config", "{fixtures}/window_negative.yaml"), *LIZARD),
              "variant_options.lizard"),
     BadInput("task_variants unknown variant", varied("--config", "{fixtures}/task_variants_typo.yaml"),
-             "unknown variant"),
+             "task_variants.corpus_perplexity"),
+    BadInput("anchors cover every token", (*varied("--config", "{fixtures}/anchors_cover.yaml"), *LIZARD),
+             "exact softmax"),
     BadInput("lm-eval num_fewshot negative", varied("--config", "{fixtures}/fewshot_negative.yaml", "--task", "copa"),
              "num_fewshot"),
     # other commands
+    BadInput("resumed run manifest of another shape", varied("--results-dir", "{fixtures}", "--run-id", "alien_run"),
+             "manifest.json is not a lizard-bench manifest"),
     BadInput("report out is a file", ("report", "{fixtures}/run", "--out", "{fixtures}/empty.txt"), "is a file"),
     BadInput("report missing run", ("report", "no-such-run", "--out", "out"), "no such run directory"),
     BadInput("report corrupt manifest", ("report", "{fixtures}/corrupt_run", "--out", "out"), "not valid json"),
@@ -132,6 +149,8 @@ YAML_FIXTURES = {
     "window_negative.yaml": "variant_options:\n  lizard:\n    window: -4\n",
     "task_variants_typo.yaml": "task_variants:\n  corpus_perplexity: [softmx]\n",
     "fewshot_negative.yaml": "task_options:\n  copa:\n    num_fewshot: -1\n",
+    "passkey_long.yaml": "task_options:\n  passkey:\n    lengths: [32, 128]\n",
+    "anchors_cover.yaml": "variant_options:\n  lizard:\n    window: 16\n    num_anchors: 100000\n",
 }
 
 
@@ -170,7 +189,15 @@ def write_fixtures(root: Path) -> dict[str, str]:
     _write_run(fixtures / "run")
     _write_run(fixtures / "corrupt_run")
     (fixtures / "corrupt_run" / "manifest.json").write_text("{not json")
-    return {"tiny": str(tiny), "gpt2": str(root / "tiny-gpt2"), "corpus": str(corpus), "fixtures": str(fixtures)}
+    _write_run(fixtures / "alien_run")
+    (fixtures / "alien_run" / "manifest.json").write_text(json.dumps({"hello": [1, 2, 3]}))
+    (fixtures / "broken_tasks").mkdir()
+    (fixtures / "broken_tasks" / "broken_task.yaml").write_text("task: broken_task\ndataset_path: a: b\n")
+    suite = fixtures / "checkpoint_suite.yaml"
+    suite.write_text(f"training:\n  corpus: {corpus}\n  seq_len: 32\n")
+    checkpoint = _write_truncated_checkpoint(fixtures / "checkpoint_results", str(tiny), suite)
+    return {"tiny": str(tiny), "gpt2": str(root / "tiny-gpt2"), "corpus": str(corpus), "fixtures": str(fixtures),
+            "checkpoint": str(checkpoint)}
 
 
 def expand(argv: tuple[str, ...], places: dict[str, str]) -> list[str]:
@@ -194,6 +221,33 @@ def _write_gpt2(directory: Path) -> None:
     GPT2LMHeadModel(GPT2Config(vocab_size=len(character_tokenizer()), n_positions=64, n_embd=32, n_layer=1,
                                n_head=2)).save_pretrained(directory)
     character_tokenizer().save_pretrained(directory)
+
+
+def _write_truncated_checkpoint(results_dir: Path, model: str, suite: Path) -> Path:
+    """The lizard checkpoint a run of ``suite`` with ``--variant lizard`` would reuse, its weights file cut in half.
+
+    It sits in the very folder the run resolves (the base weights' hash included), so without a check the
+    run would load it after the teacher's units ran.
+    """
+    from lizard_bench.config import load_config
+    from lizard_bench.linearize import linearize
+    from lizard_bench.linearize.checkpoint import LIZARD_FILE, base_model_hash, save_linearized
+    from lizard_bench.linearize.pipeline import checkpoint_fingerprint
+    from lizard_bench.models.loading import load_model
+    from lizard_bench.variants import checkpoint_folder, resolve_variant, training_config
+
+    config = load_config(suite, {"models": [model], "variants": ["lizard"], "results_dir": str(results_dir)})
+    spec, train = resolve_variant("lizard", config), training_config(config)
+    loaded = load_model(model, device="cpu", dtype="float32")
+    base_hash = base_model_hash(loaded.model)
+    folder = checkpoint_folder(results_dir, model, spec, base_hash, train)
+    linearize(loaded.model, "lizard")
+    fingerprint = checkpoint_fingerprint(base_hash, spec.config, train)
+    save_linearized(loaded.model, folder, base_name=model, base_hash=base_hash, config=spec.config,
+                    train_config=train.to_dict(), train_fingerprint=fingerprint, stages=[])
+    weights = folder / LIZARD_FILE
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
 
 
 def _write_run(directory: Path) -> None:

@@ -95,3 +95,14 @@ def test_task_options_must_be_mappings(tmp_path):
     assert config.task_options == {"passkey": {"lengths": [1024]}}
     with pytest.raises(ConfigError, match="'task_options.passkey' must be a mapping"):
         load_config(write(tmp_path, "task_options:\n  passkey: 3\n"))
+
+
+def test_a_relative_include_path_is_recorded_absolute(tmp_path, monkeypatch):
+    tasks = tmp_path / "my-tasks"
+    tasks.mkdir()
+    monkeypatch.chdir(tasks)
+    from_flag = load_config(None, {"lm_eval_include_path": "."})
+    from_yaml = load_config(write(tmp_path, "lm_eval_include_path: ../my-tasks\n"))
+    assert from_flag.lm_eval_include_path == from_yaml.lm_eval_include_path == str(tasks.resolve())
+    assert from_flag.to_dict()["lm_eval_include_path"] == str(tasks.resolve())  # what the manifest keeps
+    assert load_config(None).lm_eval_include_path is None

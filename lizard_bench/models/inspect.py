@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class ModelFacts:
     has_kv_heads: bool  # the config names num_key_value_heads (Llama-family attention)
     max_positions: int | None  # a hard sequence-length limit (learned absolute positions), else None
     parameters: int | None = None  # counted from the weight headers, or estimated from the config (plans only)
+    # the sequence length it was trained on (max_position_embeddings, a GGUF's context_length): for RoPE
+    # models no limit, but inputs past it score worse; None when the files do not say
+    trained_positions: int | None = None
 
 
 def inspect_model(source: ModelSource) -> ModelFacts:
@@ -63,9 +67,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _config_facts(config: dict[str, Any]) -> ModelFacts:
     model_type = config.get("model_type")
     limit = config.get("n_positions") or config.get("max_position_embeddings")
+    limit = int(limit) if isinstance(limit, (int, float)) and limit > 0 else None
     return ModelFacts(model_type=model_type, has_kv_heads="num_key_value_heads" in config,
-                      max_positions=int(limit) if model_type in ABSOLUTE_POSITION_TYPES and limit else None,
-                      parameters=_estimated_parameters(config))
+                      max_positions=limit if model_type in ABSOLUTE_POSITION_TYPES else None,
+                      parameters=_estimated_parameters(config), trained_positions=limit)
 
 
 def _estimated_parameters(config: dict[str, Any]) -> int | None:
@@ -119,10 +124,11 @@ def _check_weight_files(directory: Path) -> int | None:
     return sum(check_safetensors(path) for path in safetensors) or None
 
 
-def check_safetensors(path: Path) -> int:
+def check_safetensors(path: Path, advice: str = "re-save or re-download it") -> int:
     """The header parses and every tensor's bytes lie inside the file (a truncated copy fails here).
 
-    Returns the number of values the file holds.
+    Returns the number of values the file holds. ``advice`` ends the error: what rebuilds the file
+    depends on who wrote it (a download, or lizard-bench's own training).
     """
     size = path.stat().st_size
     try:
@@ -135,10 +141,9 @@ def check_safetensors(path: Path) -> int:
         end = max((entry["data_offsets"][1] for entry in tensors), default=0)
         values = sum(math.prod(entry["shape"]) for entry in tensors)
     except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path} is not a valid safetensors file ({exc}): re-save or re-download it") from None
+        raise ModelFileError(f"{path} is not a valid safetensors file ({exc}): {advice}") from None
     if 8 + header_len + end > size:
-        raise ModelFileError(f"{path} is truncated ({size} bytes, its header needs {8 + header_len + end}): "
-                             "re-save or re-download it")
+        raise ModelFileError(f"{path} is truncated ({size} bytes, its header needs {8 + header_len + end}): {advice}")
     return values
 
 
@@ -165,8 +170,10 @@ def _gguf_facts(path: Path) -> ModelFacts:
         raise ModelFileError(f"{path} is truncated ({path.stat().st_size} bytes, its header needs {needed}): "
                              "re-download it")
     architecture = metadata.get("general.architecture")
+    context = metadata.get(f"{architecture}.context_length")
     return ModelFacts(model_type=architecture, has_kv_heads=f"{architecture}.attention.head_count_kv" in metadata,
-                      max_positions=None, parameters=sum(values for _, _, values in tensors))
+                      max_positions=None, parameters=sum(values for _, _, values in tensors),
+                      trained_positions=int(context) if isinstance(context, int) and context > 0 else None)
 
 
 def _read(handle: BinaryIO, count: int) -> bytes:
@@ -215,3 +222,59 @@ def _read_tensor_info(handle: BinaryIO) -> tuple[int, int, int]:
         raise ValueError(f"unknown tensor type {kind}") from None
     elements = math.prod(shape)
     return offset, elements // block * block_bytes, elements
+
+
+def gguf_table_end(path: Path) -> int:
+    """Where the GGUF header, metadata and tensor table end (the tensor data follows, after padding).
+
+    Why separate from ``_gguf_facts``: the converted-copy cache hashes these bytes on every load, so
+    this walks them in a mapped buffer and skips strings without decoding them: about 30 ms for the
+    embedded SmolLM2 (its vocabulary and merges are ~100k strings), against ~250 ms for the decoding walk.
+    """
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+            if buffer[:4] != b"GGUF":
+                raise ValueError("no GGUF magic number")
+            _version, tensor_count, kv_count = struct.unpack_from("<IQQ", buffer, 4)
+            offset = 24
+            for _ in range(kv_count):
+                offset = _skip_value(buffer, _skip_string(buffer, offset), None)
+            for _ in range(tensor_count):
+                offset = _skip_string(buffer, offset)
+                (dims,) = struct.unpack_from("<I", buffer, offset)
+                offset += 4 + 8 * dims + 12  # shape, then type and data offset
+            size = len(buffer)
+    except (ValueError, struct.error, OverflowError, OSError) as exc:
+        raise ModelFileError(f"{path} is not a valid GGUF file ({exc}): re-download it or pass another model") from None
+    if offset > size:
+        raise ModelFileError(f"{path} is truncated: its tensor table ends at byte {offset}: re-download it")
+    return offset
+
+
+def _skip_string(buffer: mmap.mmap, offset: int) -> int:
+    (length,) = struct.unpack_from("<Q", buffer, offset)
+    return offset + 8 + length
+
+
+def _skip_value(buffer: mmap.mmap, offset: int, kind: int | None) -> int:
+    """The offset after one metadata value (``kind`` None: the value starts with its type)."""
+    if kind is None:
+        (kind,) = struct.unpack_from("<I", buffer, offset)
+        offset += 4
+    if kind in _GGUF_SCALARS:
+        return offset + struct.calcsize("<" + _GGUF_SCALARS[kind])
+    if kind == _GGUF_STRING:
+        return _skip_string(buffer, offset)
+    if kind != _GGUF_ARRAY:
+        raise ValueError(f"unknown metadata type {kind}")
+    item_kind, count = struct.unpack_from("<IQ", buffer, offset)
+    offset += 12
+    if item_kind in _GGUF_SCALARS:
+        return offset + count * struct.calcsize("<" + _GGUF_SCALARS[item_kind])
+    if item_kind == _GGUF_STRING:  # a vocabulary or merges: the long case, kept out of the recursion
+        for _ in range(count):
+            offset = _skip_string(buffer, offset)
+        return offset
+    for _ in range(count):  # arrays of arrays
+        offset = _skip_value(buffer, offset, item_kind)
+    return offset

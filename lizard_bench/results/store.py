@@ -87,16 +87,27 @@ class RunStore:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """The run's manifest, or None when there is none; a file that is not one is a RecordError.
+
+        Why the shape is checked: a resumed run compares ``config_hash``, and valid JSON of another
+        shape would otherwise read as "started with a different config", sending the user the wrong way.
+        """
         if not self.manifest_path.is_file():
             return None
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RecordError(f"{self.manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno}): restore it, "
                               "or start a new run with another --run-id") from None
         except UnicodeDecodeError:
             raise RecordError(f"{self.manifest_path}: not UTF-8 text: restore it, or start a new run with another "
                               "--run-id") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("config_hash"), str):
+            found = f"keys {', '.join(map(str, manifest))}" if isinstance(manifest, dict) else type(manifest).__name__
+            raise RecordError(f"{self.manifest_path} is not a lizard-bench manifest (an object with run_id, config "
+                              f"and config_hash; found {found[:80]}): restore it, or start a new run with another "
+                              "--run-id")
+        return manifest
 
     def has_records(self) -> bool:
         """Whether any unit has finished (or failed) in this run: a manifest alone holds nothing to lose."""

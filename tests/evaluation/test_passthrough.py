@@ -35,15 +35,19 @@ def include_path(tmp_path_factory) -> Path:
     return folder
 
 
-def test_a_task_from_a_local_yaml_runs_and_scores_as_lm_eval_does(include_path, tmp_path, capsys):
+def test_a_task_from_a_local_yaml_runs_and_scores_as_lm_eval_does(include_path, tmp_path, capsys, monkeypatch):
     model_dir = save_tiny_llama(tmp_path / "model")
+    monkeypatch.chdir(include_path)  # `--include-path .`, recorded as the folder it names
     status = main(["run", "--model", str(model_dir), "--variant", "softmax", "--task", TASK,
-                   "--include-path", str(include_path), "--log-samples", "--batch-size", "3",
+                   "--include-path", ".", "--log-samples", "--batch-size", "3",
                    "--results-dir", str(tmp_path / "results"), "--run-id", "mine", "--device", "cpu"])
     assert status == 0, capsys.readouterr().err[-2000:]
-    records = RunStore(tmp_path / "results" / "mine").read_records()
+    store = RunStore(tmp_path / "results" / "mine")
+    records = store.read_records()
     accuracy = next(r for r in records if r.metric == "acc")
     assert accuracy.status == "ok" and accuracy.direction == "higher" and accuracy.details["examples"] == 10
+    assert accuracy.details["include_path"] == str(include_path.resolve())
+    assert store.read_manifest()["config"]["lm_eval_include_path"] == str(include_path.resolve())
 
     model = tiny_llama()
     use_kernel_attention(model, "torch")
