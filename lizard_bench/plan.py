@@ -212,6 +212,8 @@ def _task_tokens(config: SuiteConfig, task) -> float:
     lengths = options.get("lengths")
     if task.name == "corpus_perplexity":
         return float(config.perplexity.max_tokens)
+    if options.get("length"):  # one length, several windows (attention_reach)
+        return float(options["length"] * int(options.get("windows") or 1))
     if lengths:
         cells = len(options.get("depths") or [1]) * int(options.get("trials") or options.get("windows") or 1)
         return float(sum(lengths) * cells * (int(options.get("repeats", 0)) + int(options.get("warmup", 0)) or 1))
