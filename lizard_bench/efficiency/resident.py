@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 from pathlib import Path
 
@@ -45,6 +46,7 @@ LARGE_BLOCK_BYTES = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     return None if name is None else ctypes.CDLL(name)

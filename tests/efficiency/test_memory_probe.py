@@ -125,7 +125,14 @@ def resident_after_free_mib(mode: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+# an allocator other than glibc's own, or its thresholds set from outside, is not what this test describes
+ALLOCATOR_VARIABLES = ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+ALLOCATOR_SETTINGS = [name for name in ALLOCATOR_VARIABLES if os.environ.get(name)]
+
+
 @pytest.mark.skipif(getattr(resident._libc(), "mallopt", None) is None, reason="no glibc mallopt")
+@pytest.mark.skipif(bool(ALLOCATOR_SETTINGS), reason=f"allocator set from the environment: {ALLOCATOR_SETTINGS}")
 def test_large_freed_blocks_leave_the_resident_set_at_once():
-    assert resident_after_free_mib("fixed") < 2.0
-    assert resident_after_free_mib("default") > 16.0, "glibc's adaptive threshold keeps the freed block resident"
+    # relative to the 20 MiB block: a huge page the kernel gives the small pinned block must not decide it
+    assert resident_after_free_mib("fixed") < 0.25 * 20
+    assert resident_after_free_mib("default") > 0.75 * 20, "glibc's adaptive threshold keeps the freed block resident"

@@ -23,7 +23,7 @@ from lizard_bench.linearize.training import StageConfig
 from tests.linearize.helpers import Interrupt, interrupt_at, run_pipeline, small_config, trainable_state
 
 WORLD_SIZE = 2
-DEADLINE_S = 180
+DEADLINE_S = 900  # a hang guard, not a speed bound: 19 s here for data parallel, several times that for FSDP2
 
 
 def recipe(batch_size: int):
@@ -118,7 +118,9 @@ def assert_matches_one_process(ranks: list[dict], directory: Path) -> None:
     single = trainable_state(run_pipeline(directory / "single", train=recipe(batch_size=2)).model)
     assert single.keys() == ranks[0]["params"].keys()
     for name, value in single.items():
-        torch.testing.assert_close(ranks[0]["params"][name], value, rtol=0, atol=1e-5, msg=name)
+        # float32 sums in another order (which depends on the CPU's BLAS kernels), enlarged by Adam on near-zero
+        # gradients: 8.5e-7 on an AVX2 EPYC; a lost or doubled batch half moves a parameter far more
+        torch.testing.assert_close(ranks[0]["params"][name], value, rtol=0, atol=1e-4, msg=name)
 
 
 def test_two_process_data_parallel_run_synchronises_gradients(tmp_path):
