@@ -20,11 +20,15 @@ def test_default_suite_compares_teacher_lizard_extension_and_lolcats_and_is_the_
 
     assert default_suite_path().resolve() == (REPO / "configs" / "default.yaml").resolve()
     config = load_config(default_suite_path())
-    assert config.variants == ["softmax", "lizard", "lizard_plus", "lolcats"] and config.models == ["smollm2-135m"]
-    assert {"corpus_perplexity", "passkey", "prefill", "decode", "memory"} <= set(config.tasks)
-    assert config.task_options["passkey"]["lengths"] == [1024, 2048, 4096, 8192]
-    # quality on every variant, the efficiency sweeps on the teacher and the best linearization
-    assert all(config.runs(task, variant) for task in ("corpus_perplexity", "passkey") for variant in config.variants)
+    assert config.variants == ["softmax", "swa", "swa_equal_memory", "swa_lora", "lizard", "lizard_plus", "lolcats"]
+    assert config.models == ["smollm2-135m"]
+    assert {"corpus_perplexity", "length_extrapolation", "passkey", "prefill", "decode", "memory"} <= set(config.tasks)
+    # at least 10 passkey prompts per length beyond the window, at 1K and 2K
+    passkey = config.task_options["passkey"]
+    assert passkey["lengths"] == [1024, 2048] and len(passkey["depths"]) * passkey["trials"] >= 10
+    # quality and long-range metrics on every variant (controls included), efficiency on the teacher and the best
+    quality = ("corpus_perplexity", "length_extrapolation", "passkey")
+    assert all(config.runs(task, variant) for task in quality for variant in config.variants)
     assert [v for v in config.variants if config.runs("decode", v)] == ["softmax", "lizard_plus"]
 
 

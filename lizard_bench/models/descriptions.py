@@ -15,6 +15,8 @@ DESCRIPTIONS = {
     "lizard_unnormalised": "reading of the paper: GLA without its denominator (scaled) + α × window",
     "lizard_convex": "reading of the paper: the 'convex' combination (= lizard)",
     "lizard_plus": "extension: lizard + the teacher's RoPE in the window + the first 4 tokens as anchors",
+    "swa": "control: the teacher's attention over the last 128 tokens + the first 4 (sink tokens); nothing trained",
+    "swa_lora": "control: swa + the suite's stage 2 (LoRA), the domain adaptation alone",
     "lolcats": "LoLCATs-style: Hedgehog linear attention + sliding window under one normaliser, no gate",
     "no_window": "ablation: the normalised GLA alone (no window branch)",
     "no_gate": "ablation: lizard without the gate (plain linear attention + window)",

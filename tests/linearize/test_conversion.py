@@ -19,6 +19,8 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 64, 4, 2, 16
 
 def expected_added_parameters(method: str, feature_dim: int = 128, sinks: int = 4) -> int:
     """Per layer, from the method's definition (docs/design.md §2), independently of the implementation."""
+    if method in ("swa", "swa_lora"):  # the teacher's own attention, restricted: nothing added
+        return 0
     feature_maps = 2 * HEADS * HEAD_DIM * (feature_dim // 2)
     gates = {
         "sigmoid": HIDDEN * HEADS + HEADS,
@@ -52,8 +54,9 @@ def test_every_method_converts_with_expected_shapes_and_trainable_set(method):
     ids = torch.randint(2, 90, (2, 19))
     logits = model(input_ids=ids).logits
     assert logits.shape == (2, 19, model.config.vocab_size) and torch.isfinite(logits).all()
-    logits.sum().backward()
-    assert all(p.grad is not None for p in added.values())
+    if added:
+        logits.sum().backward()
+        assert all(p.grad is not None for p in added.values())
 
 
 def test_softmax_layers_stay_teacher():
