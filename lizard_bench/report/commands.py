@@ -21,7 +21,8 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
 
     compare = commands.add_parser(
-        "compare", help="compare a run against a baseline run; exit 1 if any metric regressed past its tolerance")
+        "compare", help="compare a run against a baseline run; exit 1 if any metric regressed (past its tolerance and "
+             "significant)")
     compare.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference run directory")
     compare.add_argument("current", type=Path, metavar="CURRENT", help="the run directory to check")
     compare.add_argument("--tolerances", type=Path, metavar="YAML",

@@ -5,6 +5,14 @@ way is better, so only a move in the bad direction past the tolerance fails; a m
 way is reported as an improvement. Nothing is dropped quietly: a metric the baseline has and
 the current run lacks fails (a task that stopped running is a regression), a new metric is
 listed, and a measurement that used to succeed and now fails (oom, error) fails.
+
+Past the tolerance is not enough: a move counts (regression or improvement) only when it is
+also significant, its unpaired 95 % interval excluding 0 (``uncertainty.difference_interval``).
+A 2-prompt passkey cell that drops from 1/2 to 0/2 moves 50 points, yet is well within what
+two prompts can tell apart, so it is listed as "within noise" and does not fail. Where either
+record carries no uncertainty, or the tolerance turns significance off, the tolerance alone
+decides, and the note says so. An efficiency point measured on a busy machine
+(``details.noisy``) is no evidence of a slowdown, so it cannot fail the check by itself.
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ from pathlib import Path
 
 from lizard_bench.report.runs import ReportError, Run, read_run
 from lizard_bench.report.tolerances import Tolerance, Tolerances
+from lizard_bench.report.uncertainty import difference_interval, standard_error
 from lizard_bench.results import Record
 
 # Outcomes, in the order they are listed; the first two fail the check.
-OUTCOMES = ("regression", "missing", "improved", "new", "ok")
+OUTCOMES = ("regression", "missing", "improved", "within noise", "noisy point", "new", "ok")
 FAILING = frozenset({"regression", "missing"})
 
 
@@ -32,6 +41,7 @@ class Change:
     tolerance: Tolerance | None
     change: str  # the move, in the tolerance's terms
     note: str = ""
+    interval: tuple[float, float] | None = None  # 95 % interval of current − baseline, where known
 
     @property
     def direction(self) -> str:
@@ -85,7 +95,9 @@ class Comparison:
                  "| outcome | metrics |", "| --- | ---: |"]
         lines += [f"| {outcome} | {count} |" for outcome, count in counts.items()]
         titles = {"regression": "Regressions", "missing": "Missing in the current run (fails)",
-                  "improved": "Improvements", "new": "New metrics (not in the baseline)"}
+                  "improved": "Improvements", "within noise": "Within noise (past the tolerance, not significant)",
+                  "noisy point": "Noisy efficiency points (busy machine, do not fail)",
+                  "new": "New metrics (not in the baseline)"}
         for outcome, title in titles.items():
             selected = self.by_outcome(outcome)
             if selected:
@@ -120,9 +132,43 @@ def _compare_one(key, baseline: Record | None, current: Record | None, tolerance
     if baseline.status != "ok" or current.status != "ok":
         return _compare_statuses(key, baseline, current, tolerance)
     worse, better = tolerance.worse_and_better(baseline.value, current.value, current.direction)
-    outcome = "regression" if worse else "improved" if better else "ok"
-    note = "" if baseline.direction == current.direction else f"direction changed from {baseline.direction}"
-    return Change(key, outcome, baseline, current, tolerance, tolerance.change(baseline.value, current.value), note)
+    interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.details),
+                                   current.value, standard_error(current.stderr, current.details))
+    outcome, note = _judge_move(worse, better, baseline, current, tolerance, interval)
+    if baseline.direction != current.direction:
+        note = "; ".join(filter(None, [f"direction changed from {baseline.direction}", note]))
+    return Change(key, outcome, baseline, current, tolerance, tolerance.change(baseline.value, current.value), note,
+                  interval)
+
+
+def _judge_move(worse: bool, better: bool, baseline: Record, current: Record, tolerance: Tolerance,
+                interval: tuple[float, float] | None) -> tuple[str, str]:
+    """The outcome of an ok → ok move and why: tolerance first, then significance, then noisy points."""
+    if not (worse or better):
+        return "ok", ""
+    if not tolerance.significance:
+        outcome, note = ("regression" if worse else "improved"), "significance off: tolerance only"
+    elif interval is None:
+        outcome, note = ("regression" if worse else "improved"), "no interval: tolerance only"
+    elif interval[0] <= 0 <= interval[1]:
+        return "within noise", f"95% CI {_interval_text(tolerance, baseline.value, interval)} includes 0"
+    else:
+        outcome = "regression" if worse else "improved"
+        note = f"95% CI {_interval_text(tolerance, baseline.value, interval)} excludes 0"
+    if outcome == "regression" and _is_noisy(baseline, current):
+        return "noisy point", note + "; measured on a busy machine (details.noisy): cannot fail the check by itself"
+    return outcome, note
+
+
+def _interval_text(tolerance: Tolerance, baseline: float, interval: tuple[float, float]) -> str:
+    """The difference's interval in the tolerance's terms (points, %, ×, absolute), like the change column."""
+    low, high = (tolerance.change(baseline, baseline + bound) for bound in interval)
+    return f"[{low}, {high}]"
+
+
+def _is_noisy(*records: Record) -> bool:
+    """Whether either side is an efficiency point measured while other processes kept the machine busy."""
+    return any(bool(record.details.get("noisy")) for record in records)
 
 
 def _compare_statuses(key, baseline: Record, current: Record, tolerance: Tolerance) -> Change:

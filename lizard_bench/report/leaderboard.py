@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lizard_bench.report.loading import PROVENANCE_COLUMNS, provenance_frame
+from lizard_bench.report.ranking import ranking_table
 from lizard_bench.report.runs import Run
 from lizard_bench.report.tables import Table
 
@@ -133,6 +134,7 @@ def render_leaderboard(
     note: str | None = None,
 ) -> str:
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    tables = _with_ranking(tables, frame)
     sections = [_table_section(table, frame) for table in tables]
     nav = [f'<a href="#{_anchor(t.name)}">{html.escape(t.title)}</a>' for t in tables]
     if figures:  # right after the headline table: the figures are what most readers come for
@@ -165,6 +167,15 @@ def render_leaderboard(
 </body>
 </html>
 """
+
+
+def _with_ranking(tables: list[Table], frame: pd.DataFrame) -> list[Table]:
+    """``tables`` with the ranking right after the main table: a sorted column alone would rank noise."""
+    ranking = ranking_table(frame)
+    if ranking is None:
+        return tables
+    position = next((i + 1 for i, table in enumerate(tables) if table.name == "main"), 0)
+    return [*tables[:position], ranking, *tables[position:]]
 
 
 def _table_section(table: Table, frame: pd.DataFrame) -> str:

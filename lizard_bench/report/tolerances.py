@@ -13,10 +13,13 @@ per kind or per metric::
       corpus_perplexity/perplexity: {relative: 0.002}
       "decode/latency_s@*": {ratio: 0.7}
       nll: {absolute: 0.01}
+      "passkey/exact_match@*": {points: 1, significance: false}   # fail on any 1-point drop
 
 ``task/metric`` patterns take precedence over bare metric patterns; within a level the first
 listed match wins. Each tolerance names exactly one of ``points``, ``absolute``,
-``relative``, ``ratio``.
+``relative``, ``ratio``, and optionally ``significance`` (default true): whether a move past
+the tolerance must also be significant (its 95 % interval excludes 0) to count. Turning it off
+restores tolerance-only judging for metrics whose recorded uncertainty is not trusted.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Tolerance:
 
     mode: str
     amount: float
+    significance: bool = True  # a move past the tolerance must also be significant to count
 
     def worse_and_better(self, baseline: float, current: float, direction: str) -> tuple[bool, bool]:
         """Whether ``current`` moved past the tolerance in the bad and in the good direction."""
@@ -115,6 +119,7 @@ class ToleranceSpec:
     relative: float | None = field(default=None, metadata=NON_NEGATIVE)
     ratio: float | None = field(default=None, metadata=rule(lambda r: r is None or 0 < r <= 1,
                                                             "must be in (0, 1], e.g. 0.8 allows a 20% slowdown"))
+    significance: bool = True
 
     def __post_init__(self) -> None:
         if sum(getattr(self, mode) is not None for mode in MODES) != 1:
@@ -122,7 +127,7 @@ class ToleranceSpec:
 
     def tolerance(self) -> Tolerance:
         mode = next(mode for mode in MODES if getattr(self, mode) is not None)
-        return Tolerance(mode, getattr(self, mode))
+        return Tolerance(mode, getattr(self, mode), self.significance)
 
 
 @dataclass(frozen=True)
