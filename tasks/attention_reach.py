@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lizard_bench.data.corpus import CorpusError
-from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, register_task
 from lizard_bench.typed_config import at_least
 
 DEFAULT_WINDOW = 128  # Lizard's window: the teacher's bins when no option sets another
@@ -49,7 +48,7 @@ class AttentionReach(Task):
         from lizard_bench.long_context import reach
 
         options = context.options(self)
-        corpus = _load_corpus(context)
+        corpus = context.readable_corpus()
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
         count = min(options.windows, len(stream) // options.length)
         if context.limit is not None:
@@ -70,6 +69,7 @@ class AttentionReach(Task):
 def _summary(per_window: list, base: dict[str, Any]) -> MetricValue:
     """mass_beyond_window: the mean over layers, averaged over windows; per-layer bins in the details."""
     from lizard_bench.long_context import reach
+    from lizard_bench.long_context.summary import mean_stderr
 
     first = per_window[0]
     beyond = [reach.mean_over_layers(layers, "beyond") for layers in per_window]
@@ -92,7 +92,7 @@ def _summary(per_window: list, base: dict[str, Any]) -> MetricValue:
         reasons = sorted({layer.reason for layer in first if layer.reason})
         return MetricValue(metric="mass_beyond_window", value=None, status="unavailable", details=details,
                            reason="; ".join(reasons))
-    return MetricValue(metric="mass_beyond_window", value=sum(beyond) / len(beyond), stderr=reach.stderr(beyond),
+    return MetricValue(metric="mass_beyond_window", value=sum(beyond) / len(beyond), stderr=mean_stderr(beyond),
                        details=details)
 
 
@@ -100,9 +100,3 @@ def _mean(values: list[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return sum(present) / len(present) if present else None
 
-
-def _load_corpus(context: TaskContext):
-    try:
-        return context.corpus()
-    except CorpusError as exc:
-        raise TaskUnavailable(str(exc)) from None

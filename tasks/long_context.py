@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from tqdm.auto import tqdm
 
 from lizard_bench import long_context as probes  # names load on first use: listing tasks stays fast
-from lizard_bench.data.corpus import CorpusError
 from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable, register_task
 from lizard_bench.typed_config import at_least, distinct, rule
 
@@ -197,7 +196,7 @@ class LengthExtrapolation(Task):
     def run(self, handle: ModelHandle, context: TaskContext) -> list[MetricValue]:
         options = context.options(self)
         windows = probes.trials_per_cell(options.windows, context.limit)
-        corpus = _load_corpus(context)
+        corpus = context.readable_corpus()
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
         plan = probes.plan_windows(len(stream), options.lengths, options.tail_tokens, windows)
         fitting = [length for length in options.lengths if length <= len(stream)]
@@ -321,15 +320,9 @@ def _window_split(outcomes: list[Outcome], window: int) -> list[MetricValue]:
     return probes.accuracy_by(outcomes, split)
 
 
-def _load_corpus(context: TaskContext):
-    try:
-        return context.corpus()
-    except CorpusError as exc:
-        raise TaskUnavailable(str(exc)) from None
-
 
 def _corpus_filler(handle: ModelHandle, context: TaskContext, splits: list[str]) -> Filler:
-    corpus = _load_corpus(context)
+    corpus = context.readable_corpus()
     text = "\n\n".join(corpus.text(split) for split in splits)
     if not text.strip():
         raise TaskUnavailable(f"the {'+'.join(splits)} split of corpus {corpus.name!r} is empty")

@@ -8,9 +8,10 @@ running, alone, for as long as their point took.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
+
+from lizard_bench.efficiency import resident
 
 _PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent thread exits
 
@@ -21,9 +22,9 @@ def die_with_parent(parent: int) -> bool:
     ``parent`` is the pid the parent gave: when it has already died (the request came too late),
     this process exits at once.
     """
-    name = ctypes.util.find_library("c")
-    prctl = getattr(ctypes.CDLL(name), "prctl", None) if name else None
-    done = prctl is not None and prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    libc = resident._libc()
+    prctl = getattr(libc, "prctl", None) if libc is not None else None
+    done = prctl is not None and prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL)) == 0
     if os.getppid() != parent:
         os._exit(1)
     return done

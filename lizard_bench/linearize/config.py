@@ -96,6 +96,9 @@ class LinearizeConfig:
             raise ValueError(f"gla_scale_init must be > 0, got {self.gla_scale_init}")
         if self.combine == "shared" and (self.window < 1 or not self.linear_branch):
             raise ValueError("a shared normaliser needs both a window (>= 1) and the linear branch")
+        if self.gate_half_lives is not None and (self.gate not in ("sigmoid", "pooling") or not self.linear_branch):
+            raise ValueError(f"gate_half_lives set the bias of the sigmoid and pooling gates; gate {self.gate!r}"
+                             f"{'' if self.linear_branch else ' without the linear branch'} has none to set")
         if not self.linear_branch and self.window < 1:
             raise ValueError("with the linear branch off, a window is needed (otherwise the layer attends to nothing)")
 

@@ -19,7 +19,7 @@ def _spread_bias(num_heads: int, low: float, high: float) -> torch.Tensor:
     return torch.linspace(low, high, num_heads) if num_heads > 1 else torch.tensor([(low + high) / 2])
 
 
-DEFAULT_BIAS = (3.0, 6.0)  # σ(3) = 0.95, σ(6) = 0.998: half-lives of 14 to 277 tokens
+DEFAULT_BIAS = (3.0, 6.0)  # σ(3) = 0.95, σ(6) = 0.998: half-lives of 14 to 280 tokens
 
 
 def half_life(bias: float) -> float:

@@ -23,7 +23,6 @@ Sinks that carry values (an extension) add a term tied to no key; their share is
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -265,11 +264,3 @@ def mean_over_layers(reaches: list[LayerReach], bin_name: str) -> float | None:
     """The mean of one bin over the layers that have it (None when none does)."""
     values = [reach.mass[bin_name] for reach in reaches if reach.mass]
     return sum(values) / len(values) if values else None
-
-
-def stderr(values: list[float]) -> float | None:
-    """Standard error of a mean over independent windows (None below two)."""
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))

@@ -90,6 +90,15 @@ class TaskContext:
     corpus: Callable[[], Corpus]  # loaded on first use and shared between tasks
     run_dir: Path | None = None  # where per-sample outputs go (``--log-samples``); None: nowhere
 
+    def readable_corpus(self) -> Corpus:
+        """The suite's corpus; one that cannot be read makes the task unavailable (recorded), not an error."""
+        from lizard_bench.data.corpus import CorpusError
+
+        try:
+            return self.corpus()
+        except CorpusError as exc:
+            raise TaskUnavailable(str(exc)) from None
+
     def save_samples(self, handle: ModelHandle, task: str, samples: dict[str, list[dict[str, Any]]]) -> Path | None:
         """Keep lm-eval's per-sample outputs beside the run's records; returns the file (None without a run dir)."""
         from lizard_bench.results.samples import samples_path, write_samples

@@ -160,3 +160,9 @@ def test_gate_half_lives_set_the_bias_and_are_reported_by_the_formula():
     assert gate_half_lives(default)["0"][0] == pytest.approx(math.log(0.5) / math.log(1 / (1 + math.exp(-3.0))),
                                                             abs=0.05)
     assert gate_half_lives(swa_model(8, 4)) is None
+
+
+@pytest.mark.parametrize("options", [{"gate": "mamba2"}, {"gate": "none"}, {"linear_branch": False, "num_sinks": 0}])
+def test_gate_half_lives_on_a_gate_without_a_bias_are_refused(options):
+    with pytest.raises(ValueError, match="gate_half_lives"):
+        method_config("lizard_separate", gate_half_lives=[14, 1000], **options)

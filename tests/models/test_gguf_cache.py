@@ -2,7 +2,7 @@
 
 A tiny random Llama and the character tokenizer stand in for a converted model, and a tiny GGUF
 file written with the gguf package for the GGUF file (the cache reads only its size and the bytes
-of its header, metadata and tensor table). The real conversion of the embedded SmolLM2 is checked
+of the whole file). The real conversion of the embedded SmolLM2 is checked
 in tests/test_embedded_model.py.
 """
 
@@ -79,9 +79,17 @@ def test_a_changed_header_or_size_is_converted_afresh(gguf_file, root):
     first = gguf_cache.conversion_key(gguf_file)
     write_gguf(gguf_file, name="tuned")  # same tensors, another name in the metadata
     renamed = gguf_cache.conversion_key(gguf_file)
-    assert renamed["size"] == first["size"] and renamed["header_sha256"] != first["header_sha256"]
+    assert renamed["size"] == first["size"] and renamed["sha256"] != first["sha256"]
     assert gguf_cache.find(gguf_file, root) is None
     write_gguf(gguf_file, rows=4)  # another tensor shape (and vocabulary)
+    assert gguf_cache.find(gguf_file, root) is None
+
+
+def test_changed_tensor_data_under_the_same_header_is_converted_afresh(gguf_file, root):
+    gguf_cache.store(tiny_llama(), character_tokenizer(), gguf_file, root)
+    data = bytearray(gguf_file.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last tensor: header, table and size unchanged
+    gguf_file.write_bytes(bytes(data))
     assert gguf_cache.find(gguf_file, root) is None
 
 
