@@ -50,14 +50,11 @@ class _Cell:
     value: float | None  # scaled to display units; None unless the record is 'ok'
     status: str
     base: str
+    text: str  # the value with its 95 % interval (or ± stderr) where recorded, else the status word
 
     @property
     def raw(self) -> float | str:
         return self.value if self.status == "ok" else self.status
-
-    @property
-    def text(self) -> str:
-        return format_number(self.value, self.base) if self.status == "ok" else self.status
 
 
 # ---------------------------------------------------------------------------------------------- main table
@@ -65,7 +62,7 @@ class _Cell:
 
 def main_table(frame: pd.DataFrame) -> Table | None:
     """Rows (model, variant), one column per task (its primary metric), the paper's averages and recovery."""
-    scalar = frame[(frame["metric"] == frame["base_metric"]) & ~frame["task"].isin(EFFICIENCY_TASKS)]
+    scalar = headline_scalars(frame)
     if scalar.empty:
         return None
     keys = row_keys(frame)
@@ -117,6 +114,24 @@ def main_table(frame: pd.DataFrame) -> Table | None:
     return Table("main", "Results", pd.DataFrame(raw_rows), pd.DataFrame(text_rows), keys, notes)
 
 
+def headline_scalars(frame: pd.DataFrame) -> pd.DataFrame:
+    """The quality records a main table shows: every metric without a point, and for a task whose metrics all
+    have one (``length_extrapolation``'s ``context_gain@L``) its headline at the longest length the teacher
+    measured (the longest overall without a teacher), so a sweep's verdict is in the table too."""
+    quality = frame[~frame["task"].isin(EFFICIENCY_TASKS)]
+    plain = quality[quality["metric"] == quality["base_metric"]]
+    parts = [plain]
+    for task in quality.loc[~quality["task"].isin(plain["task"]), "task"].unique():
+        sweep = quality[(quality["task"] == task) & quality["headline"] & quality["depth"].isna()
+                        & quality["context_length"].notna()]
+        if sweep.empty:
+            continue
+        teacher_ok = sweep[(sweep["variant"] == TEACHER_VARIANT) & (sweep["status"] == "ok")]["context_length"]
+        longest = (teacher_ok if not teacher_ok.empty else sweep["context_length"]).max()
+        parts.append(sweep[sweep["context_length"] == longest])
+    return pd.concat(parts) if len(parts) > 1 else plain
+
+
 def primary_columns(scalar: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(task, metric, direction) for each task: its headline metric, or the first it reported if that is missing."""
     columns = []
@@ -139,10 +154,9 @@ def _task_order(task: str, metric: str) -> tuple[int, int, str]:
 def _cells(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, _Cell]:
     cells = {}
     for record in frame.to_dict("records"):
-        scale = display_scale(record["base_metric"])
-        value = record["value"] * scale if record["status"] == "ok" else None
+        value, text = _value_with_error(record)
         cells[(*(record[k] for k in keys), record["task"], record["metric"])] = _Cell(
-            value, record["status"], record["base_metric"])
+            value if record["status"] == "ok" else None, record["status"], record["base_metric"], text)
     return cells
 
 

@@ -40,7 +40,7 @@ def test_main_table_rows_columns_and_paper_metrics(frame):
     assert "Corpus perplexity ↓" in columns and "BoolQ acc (%)" in columns
     raw, text = row(table, "lizard")
     assert raw["PIQA acc (%)"] == pytest.approx(74.8)
-    assert text["ARC-c acc_norm (%)"] == "36.5"
+    assert text["ARC-c acc_norm (%)"].startswith("36.5 ± "), "the value with its stderr"
 
 
 def test_failed_records_show_their_status_and_stay_out_of_averages(frame):
@@ -113,7 +113,7 @@ def test_three_formats_written(frame, tmp_path):
             if line.startswith("|")]
     assert rows[0][:3] == ["model", "variant", "PIQA acc (%)"]
     assert rows[1][0].startswith(":-") and rows[1][2].endswith("-:"), "names left, numbers right"
-    assert [FIXTURE_MODEL, "lolcats", "74.6"] in [row[:3] for row in rows]
+    assert [FIXTURE_MODEL, "lolcats", "74.6 ± 1.1"] in [row[:3] for row in rows]
     latex = paths["tex"].read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex
     assert "acc\\_norm (\\%)" in latex and "$\\downarrow$" in latex
@@ -170,3 +170,29 @@ def test_a_recorded_95_percent_interval_is_shown_instead_of_the_stderr(frame):
     lizard = grid[(grid["variant"] == "lizard") & (grid["task"] == "passkey")].set_index("context length")
     assert lizard.loc[2048, "depth 0.5 (%)"].endswith(" [0.0, 65.8]")
     assert "[" not in lizard.loc[2048, "depth 0 (%)"]
+
+
+def test_the_main_table_shows_a_sweeps_headline_at_the_longest_length_the_teacher_measured():
+    """length_extrapolation has only metrics at a point: its context_gain at the longest teacher length is shown."""
+    from lizard_bench.report.tables import main_table
+
+    def record(variant, metric, length, value, status="ok", ci=None):
+        return {"run": "fixture", "model": "m", "variant": variant, "task": "length_extrapolation",
+                "task_label": "Length extrapolation", "metric": metric, "base_metric": metric.split("@")[0],
+                "headline": metric.startswith("context_gain"), "context_length": length, "depth": float("nan"),
+                "value": value if status == "ok" else None, "stderr": 0.01, "status": status, "reason": None,
+                "direction": "lower", "details": {"ci_low": ci[0], "ci_high": ci[1]} if ci else {}}
+
+    frame = pd.DataFrame([  # fixtures: three lengths, the longest not measured for the teacher
+        record("softmax", "context_gain@2048", 2048, 0.88, ci=(0.85, 0.91)),
+        record("softmax", "context_gain@4096", 4096, None, status="unavailable"),
+        record("softmax", "perplexity@512", 512, 12.5),
+        record("lizard", "context_gain@2048", 2048, 1.01, ci=(0.99, 1.03)),
+        record("lizard", "context_gain@4096", 4096, 1.05, ci=(1.02, 1.08)),
+    ])
+    frame["context_length"] = frame["context_length"].astype("Int64")
+    table = main_table(frame)
+    column = "Length extrapolation context_gain@2048 ↓"
+    assert column in table.display.columns
+    shown = dict(zip(table.display["variant"], table.display[column], strict=True))
+    assert shown == {"softmax": "0.88 [0.85, 0.91]", "lizard": "1.01 [0.99, 1.03]"}
