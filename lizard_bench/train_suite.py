@@ -58,7 +58,7 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
     print_warnings(preflight(config, evaluate=False, retrain=retrain).warnings)
     train = training_config(config)
 
-    from lizard_bench.linearize.pipeline import describe_half_lives, gate_half_lives
+    from lizard_bench.linearize.pipeline import describe_half_lives
     from lizard_bench.linearize.training.loop import make_accelerator
 
     accelerator = make_accelerator(train)  # first, so that accelerate's process state takes its settings
@@ -71,7 +71,7 @@ def train_suite(config: SuiteConfig, *, retrain: bool = False) -> list[TrainedVa
             prepared = prepare_variant(loaded, spec, backend, config=config, model_name=model_name, run_dir=None,
                                        retrain=retrain)
             stored = str(prepared.checkpoint_dir) if prepared.checkpoint_dir else "(nothing learned: no checkpoint)"
-            lives = None if prepared.sharded else gate_half_lives(prepared.model)
+            lives = prepared.summary()["gate_half_lives"]  # None when sharded, as summary() decides
             trained.append(TrainedVariant(model_name, spec.name, stored, prepared.from_checkpoint, prepared.stages,
                                           describe_half_lives(lives)))
             del loaded

@@ -46,13 +46,12 @@ class AttentionReach(Task):
         import torch
 
         from lizard_bench.long_context import reach
+        from lizard_bench.long_context.prompt import trials_per_cell
 
         options = context.options(self)
         corpus = context.readable_corpus()
         stream = handle.tokenizer(corpus.text("heldout"), add_special_tokens=False)["input_ids"]
-        count = min(options.windows, len(stream) // options.length)
-        if context.limit is not None:
-            count = min(count, context.limit)
+        count = min(trials_per_cell(options.windows, context.limit), len(stream) // options.length)
         base = {"corpus": corpus.name, "context_length": options.length, "heldout_tokens_available": len(stream)}
         if count < 1:
             return [MetricValue(metric="mass_beyond_window", value=None, status="unavailable", details=base,
