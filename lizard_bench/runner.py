@@ -32,7 +32,8 @@ from lizard_bench.models.loading import load_model
 from lizard_bench.preflight import preflight, print_warnings
 from lizard_bench.provenance import run_provenance
 from lizard_bench.results import Record, RunStore
-from lizard_bench.tasks import ModelHandle, Task, TaskContext, TaskUnavailable
+from lizard_bench.results.intervals import Z95
+from lizard_bench.tasks import MetricValue, ModelHandle, Task, TaskContext, TaskUnavailable
 from lizard_bench.variants import prepare_variant, resolve_variant
 
 
@@ -174,9 +175,25 @@ def _run_unit(handle: ModelHandle, task: Task, context: TaskContext, base_proven
     return [
         Record(model=handle.model_name, variant=handle.variant, task=task.name, metric=v.metric,
                value=float(v.value) if v.status == "ok" else None, status=v.status, reason=v.reason,
-               stderr=v.stderr, details=v.details, provenance=provenance, **declared(task, v.metric))
+               stderr=v.stderr, provenance=provenance, **_uncertainty(v), **declared(task, v.metric))
         for v in values
     ]
+
+
+def _uncertainty(value: MetricValue) -> dict[str, Any]:
+    """``n``, ``ci_low``/``ci_high`` and ``details`` of a record: the task's interval, else value ± 1.96·stderr.
+
+    lm-eval reports a stderr and no interval; its interval is derived here, once, so that every
+    view shows the same one and says how it was found.
+    """
+    details, interval = dict(value.details), value.interval
+    if value.status != "ok":
+        return {"n": value.n, "ci_low": None, "ci_high": None, "details": details}
+    if interval is None and value.stderr:
+        interval = (value.value - Z95 * value.stderr, value.value + Z95 * value.stderr)
+        details.setdefault("interval", "normal: value ± 1.96 · stderr")
+    low, high = interval if interval is not None else (None, None)
+    return {"n": value.n, "ci_low": low, "ci_high": high, "details": details}
 
 
 def declared(task: Task, metric: str) -> dict[str, Any]:

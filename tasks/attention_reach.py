@@ -62,13 +62,27 @@ class AttentionReach(Task):
         for n in range(count):
             ids = torch.tensor([stream[n * options.length:(n + 1) * options.length]], device=handle.device)
             per_window.append(reach.window_reach(handle.model, ids, default))
-        return [_summary(per_window, {**base, "windows": count})]
+        rows = _window_rows(per_window, corpus.name, options.length)
+        value = _summary(per_window, rows, {**base, "windows": count}, context.seed)
+        if value.status == "ok":
+            context.save_items(handle, self.name, rows)
+        return [value]
 
 
-def _summary(per_window: list, base: dict[str, Any]) -> MetricValue:
+def _window_rows(per_window: list, corpus: str, length: int) -> list[dict[str, Any]]:
+    """One item per window: its mean over layers beyond the window, and each layer's."""
+    from lizard_bench.long_context import reach
+
+    return [{"item": f"{corpus}:tokens {n * length}+{length}", "weight": 1.0,
+             "scores": {"mass_beyond_window": reach.mean_over_layers(layers, "beyond")},
+             "layer_mass_beyond_window": [layer.mass.get("beyond") if layer.mass else None for layer in layers]}
+            for n, layers in enumerate(per_window)]
+
+
+def _summary(per_window: list, rows: list[dict[str, Any]], base: dict[str, Any], seed: int) -> MetricValue:
     """mass_beyond_window: the mean over layers, averaged over windows; per-layer bins in the details."""
     from lizard_bench.long_context import reach
-    from lizard_bench.long_context.summary import mean_stderr
+    from lizard_bench.long_context.summary import item_value
 
     first = per_window[0]
     beyond = [reach.mean_over_layers(layers, "beyond") for layers in per_window]
@@ -91,8 +105,7 @@ def _summary(per_window: list, base: dict[str, Any]) -> MetricValue:
         reasons = sorted({layer.reason for layer in first if layer.reason})
         return MetricValue(metric="mass_beyond_window", value=None, status="unavailable", details=details,
                            reason="; ".join(reasons))
-    return MetricValue(metric="mass_beyond_window", value=sum(beyond) / len(beyond), stderr=mean_stderr(beyond),
-                       details=details)
+    return item_value("mass_beyond_window", rows, "mean", seed, details)
 
 
 def _mean(values: list[float | None]) -> float | None:

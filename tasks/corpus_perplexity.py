@@ -36,8 +36,12 @@ class CorpusPerplexity(Task):
             raise ValueError(f"held-out split of {corpus.name!r} has fewer than {budget.seq_len} tokens")
         window_nll = _score_windows(handle, windows, budget.batch_size)
         scored_per_window = budget.seq_len - 1
-        mean_nll = sum(window_nll) / (len(window_nll) * scored_per_window)
-        nll_stderr = probes.mean_stderr([w / scored_per_window for w in window_nll])
+        rows = [{"item": f"{corpus.name}:tokens {index * budget.seq_len}+{budget.seq_len}",
+                 "scores": dict.fromkeys(("perplexity", "nll"), total / scored_per_window),
+                 "weight": float(scored_per_window), "start_token": index * budget.seq_len,
+                 "tokens": scored_per_window, "nll_sum": total}
+                for index, total in enumerate(window_nll)]
+        context.save_items(handle, self.name, rows)
         details = {
             "corpus": corpus.name,
             "seq_len": budget.seq_len,
@@ -45,11 +49,9 @@ class CorpusPerplexity(Task):
             "scored_tokens": len(windows) * scored_per_window,
             "heldout_tokens_available": len(token_ids),
         }
-        return [
-            # delta method: se(exp(x)) ≈ exp(x) · se(x), with windows as the independent samples
-            MetricValue("perplexity", math.exp(mean_nll), _scale(nll_stderr, math.exp(mean_nll)), details),
-            MetricValue("nll", mean_nll, nll_stderr, details),
-        ]
+        # windows as the independent items, resampled by the bootstrap; tokens of one window are not independent
+        return [probes.item_value("perplexity", rows, "exp_mean", context.seed, details),
+                probes.item_value("nll", rows, "mean", context.seed, details)]
 
 
 def _windows(token_ids: list[int], seq_len: int, max_tokens: int, limit: int | None) -> list[list[int]]:
@@ -73,7 +75,3 @@ def _score_windows(handle: ModelHandle, windows: list[list[int]], batch_size: in
         progress.set_postfix(ppl=f"{math.exp(sum(totals) / (len(totals) * (batch.shape[1] - 1))):.3f}")
     progress.close()
     return totals
-
-
-def _scale(value: float | None, factor: float) -> float | None:
-    return None if value is None else value * factor

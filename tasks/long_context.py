@@ -22,6 +22,7 @@ from lizard_bench.typed_config import at_least, distinct, rule
 
 if TYPE_CHECKING:
     from lizard_bench.long_context import Filler, Outcome, WindowPlan
+    from lizard_bench.long_context.summary import Grouping
 
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192]
 DEFAULT_DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -113,8 +114,9 @@ class Passkey(Task):
             key_tokens=options.key_tokens,
         )
         outcomes = probes.answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
-        return [*_length_depth_grid(outcomes, {"filler": filler.source}),
-                *_window_split(outcomes, options.window or _variant_window(handle))]
+        groupings = [*_length_depth_grid({"filler": filler.source}),
+                     _window_split(options.window or _variant_window(handle))]
+        return _scored(self.name, handle, context, outcomes, groupings)
 
 
 @register_task
@@ -139,7 +141,8 @@ class Needle(Task):
             number_digits=options.number_digits,
         )
         outcomes = probes.answer_prompts(handle, prompts, desc=self.name, max_new_tokens=options.max_new_tokens)
-        return _length_depth_grid(outcomes, {"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
+        groupings = _length_depth_grid({"haystack": haystack.source, "haystack_tokens": haystack.total_tokens})
+        return _scored(self.name, handle, context, outcomes, groupings)
 
 
 @register_task
@@ -171,11 +174,7 @@ class AssocRecall(Task):
                 return None  # the same group as per_pairs
             return f"exact_match@{length}:{pairs}pairs", {"pairs": pairs, "context_length": length}
 
-        return [
-            *probes.accuracy_by(outcomes, lambda o: ("exact_match", {})),
-            *probes.accuracy_by(outcomes, per_pairs),
-            *probes.accuracy_by(outcomes, per_cell),
-        ]
+        return _scored(self.name, handle, context, outcomes, [lambda o: ("exact_match", {}), per_pairs, per_cell])
 
 
 @register_task
@@ -205,12 +204,12 @@ class LengthExtrapolation(Task):
         scored = {length: _window_token_nll(handle, stream, plan, length, progress) for length in fitting}
         progress.close()
         held_out = _HeldOut(corpus.name, len(stream))
+        rows = _window_rows(scored, plan, options.reference, held_out)
+        context.save_items(handle, self.name, rows)
         others = [length for length in options.lengths if length != options.reference]
-        return [*(_perplexity(length, scored.get(length), plan, held_out) for length in options.lengths),
-                *(_context_gain(length, options.reference, scored, held_out) for length in others)]
-
-
-TOKEN_NLL_CAP = 5000  # per-target NLLs kept in a perplexity record's details up to this many numbers
+        return [*(_perplexity(length, rows, scored, plan, held_out, context.seed) for length in options.lengths),
+                *(_context_gain(length, options.reference, rows, scored, held_out, context.seed)
+                  for length in others)]
 
 
 @dataclass(frozen=True)
@@ -242,30 +241,45 @@ def _window_token_nll(handle: ModelHandle, stream: list[int], plan: WindowPlan, 
     return windows
 
 
-def _perplexity(length: int, windows: list[list[float]] | None, plan: WindowPlan, held_out: _HeldOut) -> MetricValue:
-    """perplexity@L over the window means, windows as the independent samples; NLLs kept while small."""
-    if windows is None:
+def _window_rows(scored: dict[int, list[list[float]]], plan: WindowPlan, reference: int,
+                 held_out: _HeldOut) -> list[dict[str, Any]]:
+    """One item per window: its per-target NLL at every length, its mean NLL per length (perplexity@L) and
+    its mean paired NLL difference to the reference (context_gain@L). Windows, not tokens, are the items:
+    the tokens of one window share their context and are not independent."""
+    rows = []
+    for index, end in enumerate(plan.ends):
+        nll = {length: windows[index] for length, windows in scored.items()}
+        scores = {probes.point("perplexity", length): sum(v) / len(v) for length, v in nll.items()}
+        if reference in nll:
+            for length in nll:
+                if length != reference:
+                    gain = probes.context_gain([nll[length]], [nll[reference]])
+                    scores[probes.point("context_gain", length)] = gain.mean_nll_difference
+        rows.append({"item": f"{held_out.corpus}:window ending at {end}", "scores": scores, "weight": 1.0,
+                     "window_end": end, "targets": {str(length): len(v) for length, v in nll.items()},
+                     "token_nll": {str(length): [round(x, 6) for x in v] for length, v in nll.items()}})
+    return rows
+
+
+def _perplexity(length: int, rows: list[dict[str, Any]], scored: dict[int, list[list[float]]], plan: WindowPlan,
+                held_out: _HeldOut, seed: int) -> MetricValue:
+    """perplexity@L over the window means, windows as the independent items."""
+    if length not in scored:
         return MetricValue(metric=probes.point("perplexity", length), value=None, status="unavailable",
                            details=held_out.details(length), reason=held_out.shortfall(length))
-    window_nll = [sum(window) / len(window) for window in windows]
-    mean_nll = sum(window_nll) / len(window_nll)
-    nll_stderr = probes.mean_stderr(window_nll)
     details = {**held_out.details(length), "windows": len(plan.ends), "scored_tokens_per_window": plan.scored(length),
-               "nll": mean_nll, "window_ends": plan.ends, "window_nll": window_nll}
-    if sum(map(len, windows)) <= TOKEN_NLL_CAP:  # enough to redo the paired statistics from the record
-        details["token_nll"] = [[round(nll, 5) for nll in window] for window in windows]
-    return MetricValue(
-        metric=probes.point("perplexity", length),
-        value=math.exp(mean_nll),
-        # delta method: se(exp(x)) ≈ exp(x) · se(x)
-        stderr=None if nll_stderr is None else math.exp(mean_nll) * nll_stderr,
-        details=details,
-    )
+               "window_ends": plan.ends}
+    value = probes.item_value(probes.point("perplexity", length), rows, "exp_mean", seed, details)
+    value.details["nll"] = math.log(value.value)
+    return value
 
 
-def _context_gain(length: int, reference: int, scored: dict[int, list[list[float]]],
-                  held_out: _HeldOut) -> MetricValue:
-    """context_gain@L = ppl(L)/ppl(reference) on the shared targets; unavailable when either did not fit."""
+def _context_gain(length: int, reference: int, rows: list[dict[str, Any]], scored: dict[int, list[list[float]]],
+                  held_out: _HeldOut, seed: int) -> MetricValue:
+    """context_gain@L = ppl(L)/ppl(reference) on the shared targets; unavailable when either did not fit.
+
+    Its interval is a bootstrap over windows; the per-token standard error (tokens as if
+    independent, narrower) is kept in the details beside it."""
     details = {**held_out.details(length), "reference_length": reference}
     missing = next((n for n in (length, reference) if n not in scored), None)
     if missing is not None:
@@ -273,11 +287,19 @@ def _context_gain(length: int, reference: int, scored: dict[int, list[list[float
         return MetricValue(metric=probes.point("context_gain", length), value=None, status="unavailable",
                            details=details, reason=held_out.shortfall(missing) + which)
     gain = probes.context_gain(scored[length], scored[reference])
-    return MetricValue(metric=probes.point("context_gain", length), value=gain.ratio, stderr=gain.stderr,
-                       details={**details, **gain.details()})
+    return probes.item_value(probes.point("context_gain", length), rows, "exp_mean", seed,
+                             {**details, **gain.details()})
 
 
-def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[MetricValue]:
+def _scored(task: str, handle: ModelHandle, context: TaskContext, outcomes: list[Outcome],
+            groupings: list[Grouping]) -> list[MetricValue]:
+    """The groupings' accuracies; every prompt's outcome kept beside the run's records."""
+    values, rows = probes.score_outcomes(outcomes, groupings, item_prefix=f"seed {context.seed}")
+    context.save_items(handle, task, rows)
+    return values
+
+
+def _length_depth_grid(extra: dict[str, Any]) -> list[Grouping]:
     """Overall, per-length and per-(length, depth) exact match, named ``exact_match[@L[:d]]``."""
 
     def per_length(o: Outcome) -> tuple[str, dict[str, Any]]:
@@ -288,11 +310,7 @@ def _length_depth_grid(outcomes: list[Outcome], extra: dict[str, Any]) -> list[M
         length, depth = o.prompt.cell
         return probes.point("exact_match", length, depth), {"context_length": length, "depth": depth}
 
-    return [
-        *probes.accuracy_by(outcomes, lambda o: ("exact_match", dict(extra))),
-        *probes.accuracy_by(outcomes, per_length),
-        *probes.accuracy_by(outcomes, per_cell),
-    ]
+    return [lambda o: ("exact_match", dict(extra)), per_length, per_cell]
 
 
 DEFAULT_SPLIT_WINDOW = 128  # Lizard's window: the split the teacher's passkeys are reported with
@@ -304,7 +322,7 @@ def _variant_window(handle: ModelHandle) -> int:
     return int(lizard.get("window") or DEFAULT_SPLIT_WINDOW)
 
 
-def _window_split(outcomes: list[Outcome], window: int) -> list[MetricValue]:
+def _window_split(window: int) -> Grouping:
     """Exact match per length for passkeys inside the last ``window`` tokens and for those beyond.
 
     A passkey inside the window is a test of the exact softmax branch; one beyond it can only be
@@ -317,7 +335,7 @@ def _window_split(outcomes: list[Outcome], window: int) -> list[MetricValue]:
         length, _ = o.prompt.cell
         return probes.point(f"exact_match_{where}", length), {"context_length": length, "window": window}
 
-    return probes.accuracy_by(outcomes, split)
+    return split
 
 
 

@@ -95,7 +95,9 @@ def sweep(
         load = meter.reading.details()
         for quantity in quantities:
             value, extra = measured.values[quantity]
-            values.append(MetricValue(f"{quantity}@{length}", float(value), details={**details, **load, **extra}))
+            # n: the repeats a speed is the median of (its spread is in the details), 1 for a single reading
+            values.append(MetricValue(f"{quantity}@{length}", float(value), details={**details, **load, **extra},
+                                      n=int(extra.get("repeats", 1))))
     return values
 
 

@@ -71,7 +71,8 @@ class LmEvalTask(Task):
         values = []
         for metric, value, stderr in metric_rows(evaluation, self.spec):
             values.append(MetricValue(metric, value, stderr,
-                                      {**details, "paper_metric": metric == self.spec.paper_metric}))
+                                      {**details, "paper_metric": metric == self.spec.paper_metric},
+                                      n=details.get("examples") or None))
         return values
 
 

@@ -107,7 +107,8 @@ class LmEvalPassthrough(Task):
                    "examples": sum(int(n.get("effective", 0)) for n in results.get("n-samples", {}).values())}
         if options.log_samples:
             details["samples_file"] = str(context.save_samples(handle, self.name, results.get("samples", {})))
-        return [MetricValue(metric, value, stderr, details) for metric, value, stderr in rows]
+        return [MetricValue(metric, value, stderr, details, n=details["examples"] or None)
+                for metric, value, stderr in rows]
 
 
 def _declared_metrics(task_config: dict[str, Any]) -> dict[str, str]:

@@ -74,6 +74,7 @@ def assoc_recall_prompts(
                     input_ids=built.input_ids,
                     answer=values[queried],
                     cell=(count, length),
+                    trial=trial,
                     details={
                         "prompt_tokens": len(built.input_ids),
                         "queried_index": queried,

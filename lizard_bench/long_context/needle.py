@@ -58,6 +58,7 @@ def needle_prompts(
                     input_ids=built.input_ids,
                     answer=number,
                     cell=(length, depth),
+                    trial=trial,
                     details={
                         "prompt_tokens": len(built.input_ids),
                         "needle_position": built.insert_positions[0],

@@ -7,7 +7,8 @@ small real gain from longer context shows up where two unpaired error bars would
 context helped; about 1, it was ignored (what a model that only uses its softmax window does).
 
 Tokens of one window share their context and are correlated, so the per-token standard error
-is optimistic; the per-window one (window means as the samples) is reported beside it.
+is optimistic: records take their interval from a bootstrap over windows, and keep the
+per-token one in their details beside it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ContextGain:
         low, high = self.interval()
         return {"mean_nll_difference": self.mean_nll_difference, "mean_nll_difference_stderr": self.token_stderr,
                 "window_stderr": self.window_stderr, "n_tokens": self.n_tokens, "n_windows": self.n_windows,
-                "ci_low": low, "ci_high": high}
+                "token_ci_low": low, "token_ci_high": high}
 
 
 def context_gain(longer: Sequence[Sequence[float]], reference: Sequence[Sequence[float]]) -> ContextGain:

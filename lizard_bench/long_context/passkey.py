@@ -54,6 +54,7 @@ def passkey_prompts(
                     input_ids=built.input_ids,
                     answer=key,
                     cell=(length, depth),
+                    trial=trial,
                     details={
                         "prompt_tokens": len(built.input_ids),
                         "needle_position": built.insert_positions[0],

@@ -21,6 +21,13 @@ class ProbePrompt:
     answer: str
     cell: tuple[Any, ...]  # the grid point it belongs to, e.g. (length, depth)
     details: dict[str, Any] = field(default_factory=dict)  # facts about this prompt (needle position, ...)
+    trial: int = 0  # which prompt of its cell
+
+    @property
+    def item(self) -> str:
+        """The prompt's name in per-item outcome files, the same in every run with the same seed and grid:
+        what pairs the teacher's answer to a prompt with a variant's."""
+        return ":".join(format(p, "g") if isinstance(p, float) else str(p) for p in (*self.cell, self.trial))
 
 
 def prompt_rng(seed: int, probe: str, *point: object) -> random.Random:

@@ -91,7 +91,10 @@ def _write_all(runs, frame: pd.DataFrame, training: pd.DataFrame, out_dir: Path,
             written[f"figure:{name}:{fmt}"] = path
 
     written["records"] = out_dir / "records.csv"
-    flat = frame.drop(columns=["details"]).assign(versions=frame["versions"].map(_versions_text))
+    flat = frame.drop(columns=["details", "interval"]).assign(
+        versions=frame["versions"].map(_versions_text),
+        ci_low=frame["interval"].map(lambda interval: interval[0] if interval else None),
+        ci_high=frame["interval"].map(lambda interval: interval[1] if interval else None))
     flat.to_csv(written["records"], index=False)
     written["report"] = out_dir / "report.md"
     written["report"].write_text(_markdown_report(runs, tables, figures, out_dir), encoding="utf-8")

@@ -132,8 +132,8 @@ def _compare_one(key, baseline: Record | None, current: Record | None, tolerance
     if baseline.status != "ok" or current.status != "ok":
         return _compare_statuses(key, baseline, current, tolerance)
     worse, better = tolerance.worse_and_better(baseline.value, current.value, current.direction)
-    interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.details),
-                                   current.value, standard_error(current.stderr, current.details))
+    interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.interval),
+                                   current.value, standard_error(current.stderr, current.interval))
     outcome, note = _judge_move(worse, better, baseline, current, tolerance, interval)
     if baseline.direction != current.direction:
         note = "; ".join(filter(None, [f"direction changed from {baseline.direction}", note]))

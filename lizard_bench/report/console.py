@@ -77,7 +77,7 @@ def _cell(record: Record | None, teacher: Record | None) -> str:
         return record.status
     base = split_metric(record.metric).base
     text = format_number(record.value * display_scale(base), base)
-    interval = interval_text(record.details, base)
+    interval = interval_text(record.interval, base)
     if interval is not None:  # a 95 % interval (exact match, context gain): what the value can be trusted to
         text += f" {interval}"
     if record.variant != TEACHER_VARIANT and teacher is not None and teacher.status == "ok" and teacher.value:

@@ -20,8 +20,8 @@ from lizard_bench.results.store import safe_name
 
 RECORD_COLUMNS = (
     "run", "model", "variant", "task", "task_label", "metric", "base_metric", "headline", "context_length", "depth",
-    "value", "stderr", "status", "reason", "direction", "details", "git_commit", "versions", "device", "device_name",
-    "kernel_backend", "seed", "config_hash", "started", "ended", "wall_time_s",
+    "value", "stderr", "n", "interval", "status", "reason", "direction", "details", "git_commit", "versions", "device",
+    "device_name", "kernel_backend", "seed", "config_hash", "started", "ended", "wall_time_s",
 )
 TRAINING_COLUMNS = ("run", "model", "variant", "stage", "step", "loss", "lr", "tokens", "time_s")
 PROVENANCE_COLUMNS = ("commit", "versions", "device", "backend", "date")
@@ -52,6 +52,8 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
                 "depth": record.details.get("depth", name.depth),
                 "value": record.value,
                 "stderr": record.stderr,
+                "n": record.n,
+                "interval": record.interval,
                 "status": record.status,
                 "reason": record.reason,
                 "direction": record.direction,

@@ -119,16 +119,16 @@ def format_number(value: float, base: str = "") -> str:
     return f"{value:.4g}"
 
 
-def interval_text(details: object, base: str) -> str | None:
-    """A record's 95 % interval (``details.ci_low``/``ci_high``) as ``[low, high]`` in display units, else None.
+def interval_text(interval: tuple[float, float] | None, base: str) -> str | None:
+    """A record's 95 % interval as ``[low, high]`` in display units, else None.
 
-    Shown instead of ± stderr where a task reports one: a 0/2 exact match has a stderr of 0 but
-    an interval of [0, 65.8] %, and a ratio's interval is not symmetric around it.
+    Shown instead of ± stderr: a 0/2 exact match has a stderr of 0 but an interval of
+    [0, 65.8] %, and a ratio's interval is not symmetric around it.
     """
-    if not isinstance(details, dict) or details.get("ci_low") is None or details.get("ci_high") is None:
+    if interval is None:
         return None
     scale = display_scale(base)
-    return f"[{format_number(details['ci_low'] * scale, base)}, {format_number(details['ci_high'] * scale, base)}]"
+    return f"[{format_number(interval[0] * scale, base)}, {format_number(interval[1] * scale, base)}]"
 
 
 def _parse_int(text: str) -> int | None:

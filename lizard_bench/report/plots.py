@@ -28,6 +28,7 @@ from lizard_bench.report.metrics import (
     quantity_label,
 )
 from lizard_bench.report.tables import is_noisy, ordered_rows, primary_columns
+from lizard_bench.report.uncertainty import value_interval
 
 STYLE = {
     "font.size": 11,
@@ -160,13 +161,14 @@ def _bars(ax, panel, rows, keys, by_key, labels: dict[str, str], style: SeriesSt
                 continue
             scale = display_scale(record["base_metric"])
             value = record["value"] * scale
-            error = record["stderr"] * scale if pd.notna(record["stderr"]) else None
+            error = _error_bar(record, scale)
             ax.bar(x, value, width * 0.92, yerr=error, capsize=3, ecolor="black", **style.bar(*row))
             if value == 0:  # a zero bar has no height: a tick on the axis shows it was measured
                 ax.plot([x - width * 0.4, x + width * 0.4], [0, 0], color=style.colors[row[1]], linewidth=3,
                         solid_capstyle="butt", clip_on=False)
             if annotate or value == 0:
-                ax.annotate(f"{value:.1f}" if is_fraction(metric) else f"{value:.3g}", (x, value + (error or 0)),
+                top = value if error is None else value + error[1][0]
+                ax.annotate(f"{value:.1f}" if is_fraction(metric) else f"{value:.3g}", (x, top),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
     # proxy artists so the legend has one entry per row even if its first bar failed
     for row in rows:
@@ -219,6 +221,16 @@ def memory_figure(frame: pd.DataFrame, style: SeriesStyle) -> Figure | None:
     unit, scale = ("GiB", 1 / 1024**3) if use_gib else ("MiB", 1 / MIB)
     return _length_figure(frame, panels, titles, f"memory ({unit})  ↓", style, scale=scale,
                           suptitle="Memory vs context length")
+
+
+def _error_bar(record: dict, scale: float) -> list[list[float]] | None:
+    """The bar's 95 % interval as matplotlib's [[below], [above]] (it may be asymmetric), else ± 1.96·stderr."""
+    interval = value_interval(record["value"], None if pd.isna(record["stderr"]) else record["stderr"],
+                              record["interval"])
+    if interval is None:
+        return None
+    value = record["value"]
+    return [[max(value - interval[0], 0.0) * scale], [max(interval[1] - value, 0.0) * scale]]
 
 
 def _length_figure(frame, panels, titles, ylabel, style: SeriesStyle, scale: float, suptitle: str) -> Figure:

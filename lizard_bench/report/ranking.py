@@ -80,7 +80,7 @@ def _entries(group: pd.DataFrame, keys: list[str]) -> list[Entry]:
     entries = []
     for record in group.to_dict("records"):
         stderr = None if pd.isna(record["stderr"]) else float(record["stderr"])
-        interval = value_interval(record["value"], stderr, record["details"])
+        interval = value_interval(record["value"], stderr, record["interval"])
         entries.append(Entry(tuple(record[k] for k in keys), float(record["value"]), interval))
     return entries
 

@@ -235,7 +235,7 @@ def _value_with_error(record: dict | None) -> tuple[float | str | None, str]:
     scale = display_scale(record["base_metric"])
     value = record["value"] * scale
     text = format_number(value, record["base_metric"])
-    interval = interval_text(record["details"], record["base_metric"])
+    interval = interval_text(record["interval"], record["base_metric"])
     if interval is not None:
         text += f" {interval}"
     elif pd.notna(record["stderr"]):

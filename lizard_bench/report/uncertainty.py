@@ -1,48 +1,36 @@
 """How sure a recorded number is: its standard error, its 95 % interval, and a difference's interval.
 
-Records carry their uncertainty in one of two ways: lm-eval and mean-based metrics a
-``stderr``, the long-context probes and paired gains a 95 % interval in ``details``
-(``ci_low``/``ci_high``, Wilson for exact match). A 0/2 exact match has a stderr of 0 but an
-interval of [0, 65.8] %: its stderr says nothing, so the interval stands in for it. Records
-are all that the views have (no per-item pairing), so a difference's interval is the unpaired
-one. The regression check and the leaderboard read uncertainty only through this module, so
-they cannot disagree about it.
+Records carry their uncertainty as a ``stderr`` and a 95 % interval (``Record.interval``:
+Wilson for exact match, a bootstrap over items otherwise, value ± 1.96·stderr for lm-eval's).
+A 0/2 exact match has a stderr of 0 but an interval of [0, 65.8] %: its stderr says nothing,
+so the interval stands in for it. Where two records were scored on the same items the views
+use the paired interval (``report/pairing.py``); this module gives the unpaired one for the
+rest. The regression check and the leaderboard read uncertainty only through these modules,
+so they cannot disagree about it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
-Z95 = 1.96  # two-sided 95 % normal quantile
+from lizard_bench.results.intervals import Z95
 
 
-def standard_error(stderr: float | None, details: Mapping | None) -> float | None:
+def standard_error(stderr: float | None, interval: tuple[float, float] | None) -> float | None:
     """The record's stderr when usable (finite, > 0), else half its 95 % interval over 1.96, else None."""
     if stderr is not None and math.isfinite(stderr) and stderr > 0:
         return float(stderr)
-    recorded = recorded_interval(details)
-    if recorded is None:
+    if interval is None:
         return None
-    return (recorded[1] - recorded[0]) / (2 * Z95)
+    return (interval[1] - interval[0]) / (2 * Z95)
 
 
-def recorded_interval(details: Mapping | None) -> tuple[float, float] | None:
-    """``details.ci_low``/``ci_high`` when both are numbers, else None."""
-    if not isinstance(details, Mapping):
-        return None
-    low, high = details.get("ci_low"), details.get("ci_high")
-    if not all(isinstance(bound, int | float) and math.isfinite(bound) for bound in (low, high)):
-        return None
-    return float(low), float(high)
-
-
-def value_interval(value: float, stderr: float | None, details: Mapping | None) -> tuple[float, float] | None:
+def value_interval(value: float, stderr: float | None, interval: tuple[float, float] | None
+                   ) -> tuple[float, float] | None:
     """A value's 95 % interval: the recorded one (it may be asymmetric), else value ± 1.96·se, else None."""
-    recorded = recorded_interval(details)
-    if recorded is not None:
-        return recorded
-    se = standard_error(stderr, details)
+    if interval is not None:
+        return interval
+    se = standard_error(stderr, None)
     return None if se is None else (value - Z95 * se, value + Z95 * se)
 
 

@@ -1,8 +1,14 @@
-"""Per-sample outputs (``--log-samples``): lm-eval's sample records, kept beside the run's records.
+"""Per-item outcomes: every built-in task's, and lm-eval's with ``--log-samples``, beside the run's records.
 
 ``results/<run-id>/samples/<model>/<variant>/<task>.jsonl`` holds one JSON object per
-evaluated example (its prompt arguments, the model's responses, the filtered answer, the
-per-sample metric values), so a surprising score can be traced to the examples behind it.
+evaluated item, so a surprising score can be traced to the items behind it and two variants
+(or two runs) scored on the same items can be compared item by item:
+
+- a built-in task's row: ``item`` (a name that is the same for the same prompt or window in
+  every run with the same settings), ``scores`` (metric -> this item's value: 1/0 for an exact
+  match, the window's mean NLL for a perplexity), ``weight``, and what was asked and answered;
+- an lm-eval row: its own sample record (``doc_id``, ``filter``, arguments, responses, and each
+  metric's per-sample value under the metric's name).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lizard_bench.errors import InputError
+from lizard_bench.results.intervals import ItemScores, Scale
 from lizard_bench.results.store import atomic_write_text, safe_name
 
 
@@ -35,3 +43,40 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (set, tuple)):
         return list(value)
     return str(value)
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    """The rows of a samples file; a line that is not a JSON object is an error naming the file and line."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg}); rerun the task to rewrite it") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{number}: each line must be a JSON object")
+        rows.append(row)
+    return rows
+
+
+def item_scores(rows: list[dict[str, Any]], metric: str, scale: Scale = "mean") -> ItemScores | None:
+    """The per-item values of ``metric`` (a record's metric name) in ``rows``, or None when no row scores it."""
+    ids, values, weights = [], [], []
+    base, _, filter_name = metric.partition(",")
+    for row in rows:
+        if isinstance(row.get("scores"), dict):  # a built-in task's row
+            value, item, weight = row["scores"].get(metric), row.get("item"), row.get("weight", 1.0)
+        else:  # lm-eval's: the metric's per-sample value under its name, for the record's filter
+            value = row.get(base) if row.get("filter", "none") == (filter_name or "none") else None
+            item, weight = f"{row.get('task')}:{row.get('doc_id')}", 1.0
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, int | float) and math.isfinite(value) and item is not None:
+            ids.append(str(item))
+            values.append(float(value))
+            weights.append(float(weight))
+    if not ids or len(set(ids)) != len(ids):
+        return None
+    return ItemScores(tuple(ids), tuple(values), tuple(weights), scale)

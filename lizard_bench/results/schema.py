@@ -9,6 +9,11 @@ Records also carry what their task declares about the value, so a report can sho
 has never heard of: the task's label, the metric's direction, and whether the metric is the
 task's headline (see :class:`Record`). Version 1 records lack the label and headline; they still
 load, and the report takes both from the registered task instead.
+
+Every score carries how sure it is (version 3): ``n``, the items it averages (prompts, windows;
+an efficiency point's repeats), and its 95 % interval ``ci_low``/``ci_high`` by the method in
+``details.interval`` (:mod:`lizard_bench.results.intervals`). Older records kept a probe's
+interval in ``details``; readers fall back to it there.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any
 
 from lizard_bench.errors import InputError
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 2 added task_label and headline
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 2 added task_label and headline; 3 n, ci_low and ci_high
 STATUSES = ("ok", "unavailable", "error", "oom", "timeout")
 DIRECTIONS = ("higher", "lower")
 
@@ -43,6 +48,9 @@ class Record:
 
     ``task_label`` and ``headline`` are None in records written before schema version 2 (and in
     hand-made ones); readers then ask the task registry.
+
+    ``n`` and ``ci_low``/``ci_high`` (version 3): how many items the value rests on and its 95 %
+    interval; None where the value has none (a single item, an efficiency point's spread).
     """
 
     model: str
@@ -52,6 +60,9 @@ class Record:
     value: float | None
     status: str = "ok"
     stderr: float | None = None
+    n: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
     direction: str = "higher"
     task_label: str | None = None
     headline: bool | None = None
@@ -63,6 +74,17 @@ class Record:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.model, self.variant, self.task, self.metric)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % interval: ``ci_low``/``ci_high``, or for a record from before version 3 the one a probe
+        kept in ``details``; None where the record has none."""
+        if self.ci_low is not None and self.ci_high is not None:
+            return float(self.ci_low), float(self.ci_high)
+        low, high = self.details.get("ci_low"), self.details.get("ci_high")
+        if all(_is_finite_number(bound) for bound in (low, high)):
+            return float(low), float(high)
+        return None
 
     def to_json(self) -> str:
         self.validate()
@@ -118,6 +140,14 @@ class Record:
                 raise RecordError(f"{source}: a '{self.status}' record must say why in 'reason'")
         if self.stderr is not None and not (_is_finite_number(self.stderr) and self.stderr >= 0):
             raise RecordError(f"{source}: 'stderr' must be a non-negative number or null, got {self.stderr!r}")
+        if self.n is not None and (not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1):
+            raise RecordError(f"{source}: 'n' must be a positive integer or null, got {self.n!r}")
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise RecordError(f"{source}: 'ci_low' and 'ci_high' must both be numbers or both null")
+        if self.ci_low is not None and not (_is_finite_number(self.ci_low) and _is_finite_number(self.ci_high)
+                                            and self.ci_low <= self.ci_high):
+            raise RecordError(f"{source}: 'ci_low' and 'ci_high' must be finite numbers with ci_low <= ci_high, "
+                              f"got {self.ci_low!r}, {self.ci_high!r}")
         if not isinstance(self.details, dict) or not isinstance(self.provenance, dict):
             raise RecordError(f"{source}: 'details' and 'provenance' must be objects")
 

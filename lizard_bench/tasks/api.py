@@ -46,7 +46,10 @@ class MetricValue:
     """One measured number. Metric names may carry a point after '@' (``tokens_per_s@2048``);
     the part before it must be a key of the task's ``metrics``, which gives its direction.
     A point that could not be measured has ``status`` 'oom', 'timeout' or 'unavailable',
-    ``value`` None and a ``reason``: it is recorded, not dropped."""
+    ``value`` None and a ``reason``: it is recorded, not dropped.
+
+    ``n`` is how many items the value rests on; ``interval`` its 95 % interval with the method's
+    name in ``details['interval']`` (a value with a stderr and no interval gets value ± 1.96·stderr)."""
 
     metric: str
     value: float | None
@@ -54,6 +57,8 @@ class MetricValue:
     details: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     reason: str | None = None
+    n: int | None = None
+    interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -98,6 +103,11 @@ class TaskContext:
             return self.corpus()
         except CorpusError as exc:
             raise TaskUnavailable(str(exc)) from None
+
+    def save_items(self, handle: ModelHandle, task: str, rows: list[dict[str, Any]]) -> Path | None:
+        """Keep a built-in task's per-item outcomes where ``--log-samples`` keeps lm-eval's, always: they are
+        small, and they are what traces a score to its prompts and pairs two variants item by item."""
+        return self.save_samples(handle, task, {task: rows})
 
     def save_samples(self, handle: ModelHandle, task: str, samples: dict[str, list[dict[str, Any]]]) -> Path | None:
         """Keep lm-eval's per-sample outputs beside the run's records; returns the file (None without a run dir)."""

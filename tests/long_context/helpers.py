@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from tokenizers import decoders
@@ -42,10 +43,11 @@ def make_handle(model: torch.nn.Module, tokenizer=None) -> ModelHandle:
     return ModelHandle(model_name="tiny", variant="test", loaded=loaded, kernel_backend="torch")
 
 
-def make_context(task_options: dict | None = None, *, seed: int = 0, limit: int | None = None) -> TaskContext:
+def make_context(task_options: dict | None = None, *, seed: int = 0, limit: int | None = None,
+                 run_dir: Path | None = None) -> TaskContext:
     config = SuiteConfig(seed=seed, limit=limit, task_options=task_options or {})
     corpus = fixture_corpus()
-    return TaskContext(config=config, corpus=lambda: corpus)
+    return TaskContext(config=config, corpus=lambda: corpus, run_dir=run_dir)
 
 
 class AnsweringModel(torch.nn.Module):

@@ -26,7 +26,7 @@ def test_every_accuracy_carries_its_wilson_interval():
     outcomes = [Outcome(prompt, "7" if i < 5 else "0", correct=i < 5) for i in range(10)]
     (value,) = accuracy_by(outcomes, lambda o: ("exact_match", {}))
     assert value.value == 0.5 and value.details["trials"] == 10
-    assert (value.details["ci_low"], value.details["ci_high"]) == pytest.approx((0.237, 0.763), abs=5e-4)
+    assert value.interval == pytest.approx((0.237, 0.763), abs=5e-4) and value.n == 10
 
 
 # FIXTURE: invented per-token NLLs (nats) of two windows, read with the reference and with a longer context
@@ -48,7 +48,7 @@ def test_context_gain_matches_a_hand_computation():
     assert gain.stderr == pytest.approx(math.exp(-0.25) * token_se)
     assert gain.interval() == pytest.approx((math.exp(-0.25 - 1.96 * token_se), math.exp(-0.25 + 1.96 * token_se)))
     details = gain.details()
-    assert details["ci_low"] < gain.ratio < details["ci_high"] and details["n_tokens"] == 6
+    assert details["token_ci_low"] < gain.ratio < details["token_ci_high"] and details["n_tokens"] == 6
 
 
 def test_context_gain_compares_only_the_shared_final_targets():

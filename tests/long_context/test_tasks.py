@@ -37,6 +37,14 @@ def run(task_name, model, options, **context_args):
     return {v.metric: v for v in values}, model
 
 
+def run_with_items(task_name, model, options, run_dir):
+    """The task's values and the per-item rows it kept in ``run_dir``, by item name."""
+    values, _ = run(task_name, model, options, run_dir=run_dir)
+    (path,) = run_dir.glob(f"samples/*/*/{task_name}.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return values, {row["item"]: row for row in rows}
+
+
 def test_passkey_records_are_named_by_length_and_depth_with_details():
     values, _ = run("passkey", tiny_llama(), {**PASSKEY_OPTIONS, "trials": 1})
     expected_cells = {f"exact_match@{length}:{depth:g}" for length in (192, 256) for depth in (0.0, 0.5, 1.0)}
@@ -115,9 +123,9 @@ def test_wrong_option_values_fail_before_any_generation():
         run("needle", tiny_llama(), {"haystack_splits": ["test"]})
 
 
-def test_length_extrapolation_scores_fitting_lengths_and_marks_longer_ones_unavailable():
+def test_length_extrapolation_scores_fitting_lengths_and_marks_longer_ones_unavailable(tmp_path):
     options = {"lengths": [64, 128, 1_000_000], "tail_tokens": 16, "windows": 3}
-    values, _ = run("length_extrapolation", tiny_llama(), options)
+    values, items = run_with_items("length_extrapolation", tiny_llama(), options, tmp_path)
     assert set(values) == {"perplexity@64", "perplexity@128", "perplexity@1000000",
                            "context_gain@128", "context_gain@1000000"}  # 512 is not swept: 64 is the reference
     for length in (64, 128):
@@ -125,7 +133,8 @@ def test_length_extrapolation_scores_fitting_lengths_and_marks_longer_ones_unava
         assert value.status == "ok" and math.isfinite(value.value) and value.value > 1
         assert value.details["context_length"] == length and value.details["windows"] == 3
         assert value.details["scored_tokens_per_window"] == 16
-        assert len(value.details["window_nll"]) == 3 and [len(w) for w in value.details["token_nll"]] == [16] * 3
+        assert value.n == 3 and [len(row["token_nll"][str(length)]) for row in items.values()] == [16] * 3
+        assert value.interval[0] < value.value < value.interval[1]
     for name in ("perplexity@1000000", "context_gain@1000000"):
         too_long = values[name]
         assert too_long.status == "unavailable" and too_long.value is None and "fewer than 1000000" in too_long.reason
@@ -144,16 +153,17 @@ def test_context_gain_is_the_ratio_of_the_perplexities_on_the_same_targets():
         assert gain.value == pytest.approx(values[f"perplexity@{length}"].value / values["perplexity@128"].value)
         details = gain.details
         assert (details["reference_length"], details["n_tokens"], details["n_windows"]) == (128, 48, 3)
-        assert details["ci_low"] < gain.value < details["ci_high"] and gain.stderr > 0
+        assert gain.interval[0] < gain.value < gain.interval[1] and gain.stderr > 0 and gain.n == 3
+        assert details["token_ci_low"] < gain.value < details["token_ci_high"]
         assert details["mean_nll_difference_stderr"] > 0 and details["window_stderr"] > 0
         Record(model="m", variant="v", task="length_extrapolation", metric=gain.metric, value=gain.value,
                stderr=gain.stderr, details=details, direction="lower").validate()
 
 
-def test_without_a_tail_context_gain_pairs_the_final_targets_both_lengths_scored():
+def test_without_a_tail_context_gain_pairs_the_final_targets_both_lengths_scored(tmp_path):
     options = {"lengths": [32, 64], "tail_tokens": None, "windows": 2}
-    values, _ = run("length_extrapolation", tiny_llama(seed=2), options)
-    short, long = (values[f"perplexity@{n}"].details["token_nll"] for n in (32, 64))
+    values, items = run_with_items("length_extrapolation", tiny_llama(seed=2), options, tmp_path)
+    short, long = ([row["token_nll"][str(n)] for row in items.values()] for n in (32, 64))
     differences = [a - b for longer, shorter in zip(long, short, strict=True)
                    for a, b in zip(longer[-31:], shorter, strict=True)]
     gain = values["context_gain@64"]
@@ -170,7 +180,7 @@ def test_a_cell_of_two_misses_shows_its_wilson_interval():
     values, _ = run("passkey", lambda tok: AnsweringModel(tok, lambda prompt: "0"), PASSKEY_OPTIONS)
     cell = values["exact_match@192:0"]
     assert cell.value == 0.0 and cell.details["trials"] == 2
-    assert (cell.details["ci_low"], cell.details["ci_high"]) == pytest.approx((0.0, 0.658), abs=5e-4)
+    assert cell.interval == pytest.approx((0.0, 0.658), abs=5e-4) and cell.n == 2
 
 
 def test_windows_of_every_length_end_at_the_same_tokens():

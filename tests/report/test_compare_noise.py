@@ -76,9 +76,9 @@ def test_one_flipped_passkey_prompt_is_within_noise(tmp_path, cli, capsys):
 
 
 def test_wilson_interval_stands_in_for_a_zero_stderr():
-    assert standard_error(0.0, NONE_OF_TWO) == pytest.approx(0.6576 / 3.92)
-    assert standard_error(None, ONE_OF_TWO) == pytest.approx(0.8110 / 3.92)
-    assert standard_error(0.0, {}) is None and standard_error(None, None) is None
+    assert standard_error(0.0, (0.0, 0.6576)) == pytest.approx(0.6576 / 3.92)
+    assert standard_error(None, (0.0945, 0.9055)) == pytest.approx(0.8110 / 3.92)
+    assert standard_error(0.0, None) is None and standard_error(None, None) is None
     both_wilson = compare_records([rec("passkey", "exact_match@1024", 0.5, stderr=0.0, details=ONE_OF_TWO)],
                                   [rec("passkey", "exact_match@1024", 0.0, stderr=0.0, details=NONE_OF_TWO)])
     half = 1.96 * math.hypot(0.8110 / 3.92, 0.6576 / 3.92)

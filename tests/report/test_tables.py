@@ -161,8 +161,8 @@ def test_a_recorded_95_percent_interval_is_shown_instead_of_the_stderr(frame):
     chosen = (with_interval["variant"] == "lizard") & (with_interval["task"] == "passkey") & (
         with_interval["metric"].isin(["exact_match", "exact_match@2048:0.5"]))
     with_interval.loc[chosen, "stderr"] = 0.1
-    with_interval.loc[chosen, "details"] = [{**d, "ci_low": 0.0, "ci_high": 0.658} for d in
-                                            with_interval.loc[chosen, "details"]]
+    with_interval.loc[chosen, "interval"] = pd.Series([(0.0, 0.658)] * int(chosen.sum()),
+                                                      index=with_interval.index[chosen], dtype=object)
     everything = all_metrics_table(with_interval).display.set_index("variant").loc["lizard"]
     cell = everything["Passkey exact_match (%)"]
     assert cell.endswith(" [0.0, 65.8]") and "±" not in cell
@@ -181,7 +181,7 @@ def test_the_main_table_shows_a_sweeps_headline_at_the_longest_length_the_teache
                 "task_label": "Length extrapolation", "metric": metric, "base_metric": metric.split("@")[0],
                 "headline": metric.startswith("context_gain"), "context_length": length, "depth": float("nan"),
                 "value": value if status == "ok" else None, "stderr": 0.01, "status": status, "reason": None,
-                "direction": "lower", "details": {"ci_low": ci[0], "ci_high": ci[1]} if ci else {}}
+                "direction": "lower", "details": {}, "interval": ci, "n": 6}
 
     frame = pd.DataFrame([  # fixtures: three lengths, the longest not measured for the teacher
         record("softmax", "context_gain@2048", 2048, 0.88, ci=(0.85, 0.91)),
