@@ -12,12 +12,11 @@ records so a score can be traced to its items and two variants compared item by 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from lizard_bench.long_context.generation import Outcome
-from lizard_bench.results.intervals import Z95, ItemScores, Scale, bootstrap_interval, wilson_interval
+from lizard_bench.results.intervals import Z95, ItemScores, Scale, bootstrap_interval, mean_stderr, wilson_interval
 from lizard_bench.tasks.api import MetricValue
 
 SCORING_RULE = "first run of digits in the greedy continuation equals the answer"
@@ -105,12 +104,3 @@ def item_value(metric: str, rows: Sequence[dict[str, Any]], scale: Scale, seed: 
     method = f"percentile bootstrap over {items.n} items (seed {seed})" if interval else "none: a single item"
     return MetricValue(metric=metric, value=value, stderr=stderr, n=items.n, interval=interval,
                        details={**details, "item_scale": scale, "interval": method})
-
-
-def mean_stderr(samples: Sequence[float]) -> float | None:
-    """Standard error of the mean with the sample (n − 1) variance; None below two samples."""
-    if len(samples) < 2:
-        return None
-    mean = sum(samples) / len(samples)
-    variance = sum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
-    return math.sqrt(variance / len(samples))

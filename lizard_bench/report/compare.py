@@ -7,9 +7,11 @@ the current run lacks fails (a task that stopped running is a regression), a new
 listed, and a measurement that used to succeed and now fails (oom, error) fails.
 
 Past the tolerance is not enough: a move counts (regression or improvement) only when it is
-also significant, its unpaired 95 % interval excluding 0 (``uncertainty.difference_interval``).
-A 2-prompt passkey cell that drops from 1/2 to 0/2 moves 50 points, yet is well within what
-two prompts can tell apart, so it is listed as "within noise" and does not fail. Where either
+also significant, its 95 % interval excluding 0: paired over the items both runs scored where
+both kept their per-item outcomes (``report/pairing.py``), else unpaired from the two records'
+stderr or intervals. A 2-prompt passkey cell that drops from 1/2 to 0/2 moves 50 points, yet
+is well within what two prompts can tell apart, so it is listed as "within noise" and does not
+fail; perplexity windows that all got 20 % worse are a change however few they are. Where either
 record carries no uncertainty, or the tolerance turns significance off, the tolerance alone
 decides, and the note says so. An efficiency point measured on a busy machine
 (``details.noisy``) is no evidence of a slowdown, so it cannot fail the check by itself.
@@ -17,13 +19,17 @@ decides, and the note says so. An efficiency point measured on a busy machine
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lizard_bench.report.pairing import Difference, difference, items_of
 from lizard_bench.report.runs import ReportError, Run, read_run
 from lizard_bench.report.tolerances import Tolerance, Tolerances
-from lizard_bench.report.uncertainty import difference_interval, standard_error
 from lizard_bench.results import Record
+from lizard_bench.results.intervals import ItemScores
+
+ItemsOf = Callable[[Record], ItemScores | None]  # a record's per-item values, where its run kept them
 
 # Outcomes, in the order they are listed; the first two fail the check.
 OUTCOMES = ("regression", "missing", "improved", "within noise", "noisy point", "new", "ok")
@@ -108,11 +114,15 @@ class Comparison:
 
 
 def compare_records(baseline: list[Record], current: list[Record], tolerances: Tolerances | None = None,
-                    baseline_label: str = "baseline", current_label: str = "current") -> Comparison:
+                    baseline_label: str = "baseline", current_label: str = "current",
+                    items: tuple[ItemsOf, ItemsOf] | None = None) -> Comparison:
+    """Compare metric by metric; ``items`` reads each side's per-item values, for paired intervals."""
     tolerances = tolerances or Tolerances()
     base = _index(baseline, baseline_label)
     now = _index(current, current_label)
-    changes = [_compare_one(key, base.get(key), now.get(key), tolerances) for key in sorted(set(base) | set(now))]
+    items = items or (_no_items, _no_items)
+    changes = [_compare_one(key, base.get(key), now.get(key), tolerances, items)
+               for key in sorted(set(base) | set(now))]
     changes.sort(key=lambda change: OUTCOMES.index(change.outcome))  # stable: keys stay sorted within an outcome
     return Comparison(baseline_label, current_label, changes, tolerances.source)
 
@@ -120,10 +130,16 @@ def compare_records(baseline: list[Record], current: list[Record], tolerances: T
 def compare_runs(baseline_dir: str | Path, current_dir: str | Path, tolerances: Tolerances | None = None
                  ) -> Comparison:
     baseline, current = read_run(baseline_dir), read_run(current_dir)
-    return compare_records(baseline.records, current.records, tolerances, _label(baseline), _label(current))
+    items = (lambda record: items_of(baseline.path, record), lambda record: items_of(current.path, record))
+    return compare_records(baseline.records, current.records, tolerances, _label(baseline), _label(current), items)
 
 
-def _compare_one(key, baseline: Record | None, current: Record | None, tolerances: Tolerances) -> Change:
+def _no_items(record: Record) -> None:
+    return None
+
+
+def _compare_one(key, baseline: Record | None, current: Record | None, tolerances: Tolerances,
+                 items: tuple[ItemsOf, ItemsOf]) -> Change:
     tolerance = tolerances.for_metric(key[2], key[3])
     if current is None:
         return Change(key, "missing", baseline, None, tolerance, "", "in the baseline, not in the current run")
@@ -132,9 +148,11 @@ def _compare_one(key, baseline: Record | None, current: Record | None, tolerance
     if baseline.status != "ok" or current.status != "ok":
         return _compare_statuses(key, baseline, current, tolerance)
     worse, better = tolerance.worse_and_better(baseline.value, current.value, current.direction)
-    interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.interval),
-                                   current.value, standard_error(current.stderr, current.interval))
-    outcome, note = _judge_move(worse, better, baseline, current, tolerance, interval)
+    moved = worse or better
+    found = difference(baseline, current, *(read(record) for read, record in zip(items, (baseline, current),
+                                                                              strict=True))) if moved else None
+    interval = found.interval if found else None
+    outcome, note = _judge_move(worse, better, baseline, current, tolerance, found)
     if baseline.direction != current.direction:
         note = "; ".join(filter(None, [f"direction changed from {baseline.direction}", note]))
     return Change(key, outcome, baseline, current, tolerance, tolerance.change(baseline.value, current.value), note,
@@ -142,22 +160,29 @@ def _compare_one(key, baseline: Record | None, current: Record | None, tolerance
 
 
 def _judge_move(worse: bool, better: bool, baseline: Record, current: Record, tolerance: Tolerance,
-                interval: tuple[float, float] | None) -> tuple[str, str]:
+                found: Difference | None) -> tuple[str, str]:
     """The outcome of an ok → ok move and why: tolerance first, then significance, then noisy points."""
-    if not (worse or better):
+    if found is None:
         return "ok", ""
+    interval = found.interval
     if not tolerance.significance:
         outcome, note = ("regression" if worse else "improved"), "significance off: tolerance only"
     elif interval is None:
         outcome, note = ("regression" if worse else "improved"), "no interval: tolerance only"
-    elif interval[0] <= 0 <= interval[1]:
-        return "within noise", f"95% CI {_interval_text(tolerance, baseline.value, interval)} includes 0"
+    elif not found.significant:
+        return "within noise", (f"95% CI {_interval_text(tolerance, baseline.value, interval)} includes 0"
+                                f"{_paired_note(found)}")
     else:
         outcome = "regression" if worse else "improved"
-        note = f"95% CI {_interval_text(tolerance, baseline.value, interval)} excludes 0"
+        note = f"95% CI {_interval_text(tolerance, baseline.value, interval)} excludes 0{_paired_note(found)}"
     if outcome == "regression" and _is_noisy(baseline, current):
         return "noisy point", note + "; measured on a busy machine (details.noisy): cannot fail the check by itself"
     return outcome, note
+
+
+def _paired_note(found: Difference) -> str:
+    """Only paired intervals say so: the unpaired interval is the default and its notes stay short."""
+    return f" ({found.method})" if found.paired else ""
 
 
 def _interval_text(tolerance: Tolerance, baseline: float, interval: tuple[float, float]) -> str:

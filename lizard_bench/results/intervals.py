@@ -70,6 +70,15 @@ def aggregate(values: Sequence[float], weights: Sequence[float], scale: Scale) -
     return math.exp(mean) if scale == "exp_mean" else mean
 
 
+def mean_stderr(samples: Sequence[float]) -> float | None:
+    """Standard error of the mean with the sample (n − 1) variance; None below two samples."""
+    if len(samples) < 2:
+        return None
+    mean = sum(samples) / len(samples)
+    variance = sum((s - mean) ** 2 for s in samples) / (len(samples) - 1)
+    return math.sqrt(variance / len(samples))
+
+
 def wilson_interval(hits: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a fraction ``hits / trials`` (95 % by default).
 
