@@ -91,7 +91,7 @@ def _write_all(runs, frame: pd.DataFrame, training: pd.DataFrame, out_dir: Path,
             written[f"figure:{name}:{fmt}"] = path
 
     written["records"] = out_dir / "records.csv"
-    flat = frame.drop(columns=["details", "interval"]).assign(
+    flat = frame.drop(columns=["details", "interval", "items"]).assign(
         versions=frame["versions"].map(_versions_text),
         ci_low=frame["interval"].map(lambda interval: interval[0] if interval else None),
         ci_high=frame["interval"].map(lambda interval: interval[1] if interval else None))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lizard_bench.report.pairing import Difference, difference, items_of
+from lizard_bench.report.pairing import Difference, Scored, difference, items_of, run_seed
 from lizard_bench.report.runs import ReportError, Run, read_run
 from lizard_bench.report.tolerances import Tolerance, Tolerances
 from lizard_bench.results import Record
@@ -149,8 +149,8 @@ def _compare_one(key, baseline: Record | None, current: Record | None, tolerance
         return _compare_statuses(key, baseline, current, tolerance)
     worse, better = tolerance.worse_and_better(baseline.value, current.value, current.direction)
     moved = worse or better
-    found = difference(baseline, current, *(read(record) for read, record in zip(items, (baseline, current),
-                                                                              strict=True))) if moved else None
+    found = difference(Scored.of(baseline), Scored.of(current), items[0](baseline), items[1](current),
+                       run_seed(baseline)) if moved else None
     interval = found.interval if found else None
     outcome, note = _judge_move(worse, better, baseline, current, tolerance, found)
     if baseline.direction != current.direction:

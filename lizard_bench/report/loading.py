@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from lizard_bench.report.metrics import split_metric
+from lizard_bench.report.pairing import items_of
 from lizard_bench.report.runs import ReportError, Run
 from lizard_bench.results.store import safe_name
 
 RECORD_COLUMNS = (
     "run", "model", "variant", "task", "task_label", "metric", "base_metric", "headline", "context_length", "depth",
-    "value", "stderr", "n", "interval", "status", "reason", "direction", "details", "git_commit", "versions", "device",
-    "device_name", "kernel_backend", "seed", "config_hash", "started", "ended", "wall_time_s",
+    "value", "stderr", "n", "interval", "items", "status", "reason", "direction", "details", "git_commit", "versions",
+    "device", "device_name", "kernel_backend", "seed", "config_hash", "started", "ended", "wall_time_s",
 )
 TRAINING_COLUMNS = ("run", "model", "variant", "stage", "step", "loss", "lr", "tokens", "time_s")
 PROVENANCE_COLUMNS = ("commit", "versions", "device", "backend", "date")
@@ -54,6 +55,7 @@ def records_frame(runs: list[Run]) -> pd.DataFrame:
                 "stderr": record.stderr,
                 "n": record.n,
                 "interval": record.interval,
+                "items": items_of(run.path, record),  # per-item values, for paired differences; None without
                 "status": record.status,
                 "reason": record.reason,
                 "direction": record.direction,

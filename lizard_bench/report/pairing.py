@@ -54,19 +54,37 @@ def items_of(run_dir: Path | str, record: Record) -> ItemScores | None:
     return items
 
 
-def difference(baseline: Record, current: Record, baseline_items: ItemScores | None = None,
-               current_items: ItemScores | None = None) -> Difference:
-    """Paired where both sides have items in common, else unpaired from the two records' uncertainties."""
+@dataclass(frozen=True)
+class Scored:
+    """What a difference needs of one side: its value, stderr and interval (a record, or a report frame's row)."""
+
+    value: float
+    stderr: float | None
+    interval: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, record: Record) -> Scored:
+        return cls(record.value, record.stderr, record.interval)
+
+
+def difference(baseline: Scored, current: Scored, baseline_items: ItemScores | None = None,
+               current_items: ItemScores | None = None, seed: int = DEFAULT_SEED) -> Difference:
+    """Paired where both sides have items in common, else unpaired from the two sides' uncertainties."""
     if baseline_items is not None and current_items is not None:
-        seed = baseline.provenance.get("seed", DEFAULT_SEED)
-        paired = paired_difference(baseline_items, current_items, seed if isinstance(seed, int) else DEFAULT_SEED)
+        paired = paired_difference(baseline_items, current_items, seed)
         if paired is not None:
             return Difference(paired.difference, (paired.low, paired.high), True,
                               f"paired over {paired.n} items ({paired.method})")
     interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.interval),
                                    current.value, standard_error(current.stderr, current.interval))
-    method = "unpaired: combined stderr" if interval is not None else "no interval: a record has no uncertainty"
+    method = "unpaired: combined stderr" if interval is not None else "no interval: a side has no uncertainty"
     return Difference(current.value - baseline.value, interval, False, method)
+
+
+def run_seed(record: Record) -> int:
+    """The seed the record's run used: the paired bootstrap's too, so a report is the same on every machine."""
+    seed = record.provenance.get("seed", DEFAULT_SEED)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else DEFAULT_SEED
 
 
 @cache

@@ -28,6 +28,7 @@ from lizard_bench.report.metrics import (
     metric_label,
     quantity_label,
 )
+from lizard_bench.report.pairing import DEFAULT_SEED, Scored, difference
 
 MISSING = "—"  # nothing was measured for this cell (as opposed to a measurement that failed)
 PASSKEY_SPLITS = ("exact_match_within_window", "exact_match_beyond_window")
@@ -75,17 +76,26 @@ def main_table(frame: pd.DataFrame) -> Table | None:
     averages = [("avg 5 tasks (%)", FIVE_TASKS), ("avg 6 tasks (%)", PAPER_TASKS)] if has_paper_tasks else []
     with_recovery = bool(averages) and any(row[keys.index("variant")] != TEACHER_VARIANT for row in rows)
 
+    records = {(*(r[k] for k in keys), r["task"], r["metric"]): r for r in scalar.to_dict("records")}
+    with_delta = any(row[keys.index("variant")] != TEACHER_VARIANT for row in rows) and any(
+        row[keys.index("variant")] == TEACHER_VARIANT for row in rows)
     raw_rows, text_rows = [], []
     for row in rows:
         raw = dict(zip(keys, row, strict=True))
         text = dict(raw)
-        row_cells = {}
+        row_cells, delta_raw, delta_text = {}, {}, {}
+        teacher = _teacher_row(row, rows, keys)
         for task, metric, direction in columns:
             label = metric_label(labels[task], metric, direction)
             cell = cells.get((*row, task, metric))
             row_cells[task] = cell
             raw[label] = cell.raw if cell else None
             text[label] = cell.text if cell else MISSING
+            if with_delta:  # after the averages: the paper's columns come first
+                delta = None if teacher in (None, row) else _delta_vs_teacher(
+                    records.get((*teacher, task, metric)), records.get((*row, task, metric)))
+                delta_raw[f"Δ {label}"] = delta[0] if delta else None
+                delta_text[f"Δ {label}"] = delta[1] if delta else MISSING
         for label, tasks in averages:
             mean, used = _mean_of_ok(row_cells, tasks)
             raw[label] = mean
@@ -101,8 +111,8 @@ def main_table(frame: pd.DataFrame) -> Table | None:
                 recovery, used = _recovery(row_cells, teacher_cells, tasks)
                 raw[recovery_label] = recovery
                 text[recovery_label] = _partial(recovery, used, len(tasks))
-        raw_rows.append(raw)
-        text_rows.append(text)
+        raw_rows.append({**raw, **delta_raw})
+        text_rows.append({**text, **delta_text})
 
     notes = ["Accuracies in percentage points; ↓ marks metrics where lower is better.",
              f"{MISSING} = not measured; a status word (oom, error, unavailable, timeout) = measured and failed."]
@@ -111,7 +121,34 @@ def main_table(frame: pd.DataFrame) -> Table | None:
                      "result, failed ones excluded.")
     if with_recovery:
         notes.append("Recovery = the variant's average over the teacher's average on the same tasks, in percent.")
+    if with_delta:
+        notes.append(DELTA_NOTE)
     return Table("main", "Results", pd.DataFrame(raw_rows), pd.DataFrame(text_rows), keys, notes)
+
+
+DELTA_NOTE = ("Δ = the variant minus the teacher, with its 95 % interval: paired over the items both scored "
+              "(Newcombe's paired score interval for exact match, a paired bootstrap over windows or prompts "
+              "otherwise); † unpaired (no per-item outcomes: the two stderr combined); * the interval excludes 0.")
+
+
+def _delta_vs_teacher(teacher: dict | None, variant: dict | None) -> tuple[float, str] | None:
+    """(Δ in display units, its text with interval and marks), or None when either side has no value."""
+    if teacher is None or variant is None or teacher["status"] != "ok" or variant["status"] != "ok":
+        return None
+    seed = teacher.get("seed")
+    found = difference(_scored(teacher), _scored(variant), teacher.get("items"), variant.get("items"),
+                       seed if isinstance(seed, int) else DEFAULT_SEED)
+    base = variant["base_metric"]
+    scale = display_scale(base)
+    text = f"{found.value * scale:+.3g}"
+    if found.interval is not None:
+        low, high = (f"{bound * scale:+.3g}" for bound in found.interval)
+        text += f" [{low}, {high}]"
+    return found.value * scale, text + ("" if found.paired else " †") + (" *" if found.significant else "")
+
+
+def _scored(row: dict) -> Scored:
+    return Scored(row["value"], None if pd.isna(row["stderr"]) else float(row["stderr"]), row["interval"])
 
 
 def headline_scalars(frame: pd.DataFrame) -> pd.DataFrame:

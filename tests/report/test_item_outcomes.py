@@ -132,3 +132,21 @@ def test_without_items_the_combined_stderr_decides(run_dir, tmp_path):
     expected = difference_interval(before.value, standard_error(before.stderr, before.interval),
                                    after.value, standard_error(after.stderr, after.interval))
     assert change.interval == pytest.approx(expected) and "paired" not in change.note
+
+
+def test_the_main_table_shows_the_paired_difference_from_the_teacher(run_dir):
+    from lizard_bench.report.loading import records_frame
+    from lizard_bench.report.runs import read_run
+    from lizard_bench.report.tables import main_table
+    from lizard_bench.results.intervals import paired_difference
+
+    table = main_table(records_frame([read_run(run_dir)]))
+    shown = dict(zip(table.display["variant"], table.display["Δ Corpus perplexity ↓"], strict=True))
+    by_variant = {r.variant: r for r in records_of(run_dir, "corpus_perplexity") if r.metric == "perplexity"}
+    expected = paired_difference(items_of(run_dir, by_variant["softmax"]), items_of(run_dir, by_variant["swa"]),
+                                 seed=0)
+    assert expected.n == 8 and expected.difference == pytest.approx(by_variant["swa"].value
+                                                                      - by_variant["softmax"].value)
+    text = f"{expected.difference:+.3g} [{expected.low:+.3g}, {expected.high:+.3g}]"
+    assert shown["softmax"] == "—" and shown["swa"] in (text, text + " *")
+    assert shown["swa"].endswith(" *") == expected.excludes_zero

@@ -72,7 +72,7 @@ def test_recovery_against_the_teacher(frame):
 def test_perplexity_only_run_has_no_paper_averages(frame):
     only_ppl = frame[frame["task"] == "corpus_perplexity"]
     table = main_table(only_ppl)
-    assert list(table.display.columns) == ["model", "variant", "Corpus perplexity ↓"]
+    assert list(table.display.columns) == ["model", "variant", "Corpus perplexity ↓", "Δ Corpus perplexity ↓"]
     assert main_table(frame[frame["task"] == "prefill"]) is None
 
 
@@ -196,3 +196,6 @@ def test_the_main_table_shows_a_sweeps_headline_at_the_longest_length_the_teache
     assert column in table.display.columns
     shown = dict(zip(table.display["variant"], table.display[column], strict=True))
     assert shown == {"softmax": "0.88 [0.85, 0.91]", "lizard": "1.01 [0.99, 1.03]"}
+    # no per-item outcomes here: Δ is unpaired, 0.13 ± 1.96·√(0.01² + 0.01²) = ± 0.0277, and excludes 0
+    delta = dict(zip(table.display["variant"], table.display[f"Δ {column}"], strict=True))
+    assert delta == {"softmax": "—", "lizard": "+0.13 [+0.102, +0.158] † *"}
