@@ -26,7 +26,7 @@ from lizard_bench.report.leaderboard import FIGURE_CAPTIONS, write_leaderboard
 from lizard_bench.report.loading import records_frame, training_frame, training_summaries
 from lizard_bench.report.paper import paper_vs_run_table
 from lizard_bench.report.plots import write_plots
-from lizard_bench.report.runs import read_runs
+from lizard_bench.report.runs import read_runs, smoke_runs_note
 from lizard_bench.report.tables import (
     Table,
     all_metrics_table,
@@ -103,7 +103,10 @@ def _write_all(runs, frame: pd.DataFrame, training: pd.DataFrame, out_dir: Path,
 
 
 def _markdown_report(runs, tables: list[Table], figures: dict[str, dict[str, Path]], out_dir: Path) -> str:
-    lines = ["# lizard-bench report", "", "Runs: " + ", ".join(f"`{run.run_id}` ({run.path})" for run in runs), ""]
+    smoke = smoke_runs_note(runs)
+    lines = ["# lizard-bench report" + (" (smoke run)" if smoke else ""), "",
+             "Runs: " + ", ".join(f"`{run.run_id}` ({run.path})" for run in runs), "",
+             *([f"**{smoke}**", ""] if smoke else [])]
     for table in tables:
         lines += [f"## {table.title}", "", to_markdown(table), ""]
     if figures:

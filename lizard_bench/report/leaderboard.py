@@ -19,7 +19,7 @@ import pandas as pd
 
 from lizard_bench.report.loading import PROVENANCE_COLUMNS, provenance_frame
 from lizard_bench.report.ranking import ranking_table
-from lizard_bench.report.runs import Run
+from lizard_bench.report.runs import Run, smoke_runs_note
 from lizard_bench.report.tables import Table
 
 FIGURE_CAPTIONS = {
@@ -145,6 +145,9 @@ def render_leaderboard(
     nav.append('<a href="#runs">Runs</a>')
     run_names = ", ".join(html.escape(run.run_id) for run in runs)
     note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    smoke = smoke_runs_note(runs)
+    if smoke:
+        note_html = f'<p class="note smoke"><strong>{html.escape(smoke)}</strong></p>' + note_html
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -155,7 +158,7 @@ def render_leaderboard(
 </head>
 <body>
 <header>
-<h1>lizard-bench leaderboard</h1>
+<h1>lizard-bench leaderboard{' (smoke run)' if smoke else ''}</h1>
 <p class="meta">Generated {generated} from {len(runs)} run(s): {run_names}. Click a column header to sort.</p>
 {note_html}
 <nav>{" ".join(nav)}</nav>

@@ -61,6 +61,21 @@ def read_runs(paths: list[str | Path]) -> list[Run]:
     return runs
 
 
+def smoke_runs_note(runs: list[Run]) -> str | None:
+    """One sentence naming the runs made with ``--limit`` (or ``limit:``), or None when there are none.
+
+    A limited run scores the first few items of each task or cell: a smoke test of the wiring,
+    whose numbers rest on too few items to stand beside a full run's in a table or ranking.
+    """
+    limited = [(run.run_id, run.manifest.get("config", {}).get("limit")) for run in runs]
+    limited = [(run_id, limit) for run_id, limit in limited if limit is not None]
+    if not limited:
+        return None
+    names = ", ".join(f"{run_id} (limit {limit})" for run_id, limit in limited)
+    return (f"Smoke run: {names} scored at most the limit's items per task or cell; its numbers rest on too "
+            "few items to compare with a full run's.")
+
+
 def _hint(path: Path) -> str:
     children = sorted(child.name for child in path.iterdir() if (child / "manifest.json").is_file())
     if not children:
