@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +51,20 @@ def changed_copy(run_dir: Path, destination: Path, unit: tuple[str, str, str],
         updated.append(rescored(record, items, seed) if items is not None and record.status == "ok" else record)
     store.write_unit(model, variant, task, updated)
     return destination
+
+
+def flip_first_prompt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A change for :func:`changed_copy`: the first prompt answered the other way, in every metric it counts in."""
+    first = dict(rows[0], correct=not rows[0]["correct"])
+    first["scores"] = {metric: 1.0 - value for metric, value in rows[0]["scores"].items()}
+    return [first, *rows[1:]]
+
+
+def perplexity_scaled(factor: float) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """A change for :func:`changed_copy`: every window's mean NLL up by ln ``factor``, its perplexity × factor."""
+
+    def change(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [dict(row, scores={metric: value + math.log(factor) for metric, value in row["scores"].items()})
+                for row in rows]
+
+    return change

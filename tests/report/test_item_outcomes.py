@@ -15,7 +15,7 @@ from lizard_bench.report.compare import compare_runs
 from lizard_bench.report.pairing import items_of
 from lizard_bench.report.uncertainty import difference_interval, standard_error
 from lizard_bench.results import RunStore
-from lizard_bench.results.rescore import changed_copy
+from lizard_bench.results.rescore import changed_copy, flip_first_prompt, perplexity_scaled
 from lizard_bench.results.samples import samples_path
 from lizard_bench.runner import run_suite
 from tests.tiny_models import save_tiny_llama
@@ -88,15 +88,8 @@ def test_identical_runs_pass(run_dir, tmp_path):
     assert comparison.counts()["ok"] == len(comparison.changes)
 
 
-def flip_first(rows):
-    """FIXTURE change: the first prompt's outcome flipped, in every metric it counts in."""
-    first = dict(rows[0], correct=not rows[0]["correct"])
-    first["scores"] = {metric: 1.0 - value for metric, value in rows[0]["scores"].items()}
-    return [first, *rows[1:]]
-
-
 def test_one_flipped_prompt_of_a_two_prompt_cell_is_within_noise(run_dir, tmp_path, cli, capsys):
-    flipped = changed_copy(run_dir, tmp_path / "flipped", unit(run_dir, "swa", "passkey"), flip_first)
+    flipped = changed_copy(run_dir, tmp_path / "flipped", unit(run_dir, "swa", "passkey"), flip_first_prompt)
     comparison = compare_runs(run_dir, flipped)
     moved = {c.key[3]: c for c in comparison.changes if c.outcome != "ok"}
     cell = next(name for name in moved if name.count(":") == 1)  # exact_match@L:d, a cell of two prompts
@@ -106,14 +99,8 @@ def test_one_flipped_prompt_of_a_two_prompt_cell_is_within_noise(run_dir, tmp_pa
     assert "PASS: no regressions" in capsys.readouterr().out
 
 
-def worse_windows(rows):
-    """FIXTURE change: every window's mean NLL up by ln 1.2, so its perplexity is 20 % worse."""
-    return [dict(row, scores={metric: value + math.log(1.2) for metric, value in row["scores"].items()})
-            for row in rows]
-
-
 def test_perplexity_windows_all_twenty_percent_worse_regress(run_dir, tmp_path, cli, capsys):
-    worse = changed_copy(run_dir, tmp_path / "worse", unit(run_dir, "swa", "corpus_perplexity"), worse_windows)
+    worse = changed_copy(run_dir, tmp_path / "worse", unit(run_dir, "swa", "corpus_perplexity"), perplexity_scaled(1.2))
     change = next(c for c in compare_runs(run_dir, worse).changes if c.key[1:] == ("swa", "corpus_perplexity",
                                                                                   "perplexity"))
     assert change.outcome == "regression" and "+20.00%" in change.change
@@ -123,7 +110,7 @@ def test_perplexity_windows_all_twenty_percent_worse_regress(run_dir, tmp_path, 
 
 
 def test_without_items_the_combined_stderr_decides(run_dir, tmp_path):
-    worse = changed_copy(run_dir, tmp_path / "worse", unit(run_dir, "swa", "corpus_perplexity"), worse_windows)
+    worse = changed_copy(run_dir, tmp_path / "worse", unit(run_dir, "swa", "corpus_perplexity"), perplexity_scaled(1.2))
     for path in (worse / "samples").rglob("*.jsonl"):
         path.unlink()
     change = next(c for c in compare_runs(run_dir, worse).changes if c.key[1:] == ("swa", "corpus_perplexity",
