@@ -29,6 +29,9 @@ def add_subcommands(commands: argparse._SubParsersAction) -> None:
                          help="per-kind and per-metric tolerances (default: built-in, see README)")
     compare.add_argument("--summary", type=Path, metavar="PATH",
                          help="also write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)")
+    compare.add_argument("--shared-only", action="store_true",
+                         help="compare only the metrics both runs have (a rerun of some variants or tasks) instead "
+                              "of failing on the ones the current run lacks")
     compare.set_defaults(handler=_compare)
 
 
@@ -50,7 +53,7 @@ def _compare(args: argparse.Namespace) -> int:
     from lizard_bench.report.tolerances import load_tolerances
 
     tolerances = load_tolerances(args.tolerances)
-    comparison = compare_runs(args.baseline, args.current, tolerances)
+    comparison = compare_runs(args.baseline, args.current, tolerances, shared_only=args.shared_only)
     print(comparison.text_table())
     print()
     print(comparison.headline())

@@ -61,6 +61,7 @@ class Comparison:
     current_label: str
     changes: list[Change]
     tolerances_source: str = "built-in defaults"
+    left_out: int = 0  # metrics in one run only, left out by shared_only (a partial rerun)
 
     def by_outcome(self, outcome: str) -> list[Change]:
         return [change for change in self.changes if change.outcome == outcome]
@@ -77,7 +78,8 @@ class Comparison:
         failing = counts["regression"] + counts["missing"]
         verdict = f"FAIL: {failing} failing metric(s)" if failing else "PASS: no regressions"
         detail = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
-        return f"{verdict} ({detail}; {len(self.changes)} metrics compared)"
+        left_out = f"; {self.left_out} in one run only, left out (--shared-only)" if self.left_out else ""
+        return f"{verdict} ({detail}; {len(self.changes)} metrics compared{left_out})"
 
     def text_table(self) -> str:
         """A plain-text difference table, failing rows first."""
@@ -115,23 +117,29 @@ class Comparison:
 
 def compare_records(baseline: list[Record], current: list[Record], tolerances: Tolerances | None = None,
                     baseline_label: str = "baseline", current_label: str = "current",
-                    items: tuple[ItemsOf, ItemsOf] | None = None) -> Comparison:
-    """Compare metric by metric; ``items`` reads each side's per-item values, for paired intervals."""
+                    items: tuple[ItemsOf, ItemsOf] | None = None, shared_only: bool = False) -> Comparison:
+    """Compare metric by metric; ``items`` reads each side's per-item values, for paired intervals.
+
+    ``shared_only`` compares only the metrics both runs have (a rerun of some variants or tasks):
+    the rest is counted in the headline instead of failing as missing.
+    """
     tolerances = tolerances or Tolerances()
     base = _index(baseline, baseline_label)
     now = _index(current, current_label)
     items = items or (_no_items, _no_items)
-    changes = [_compare_one(key, base.get(key), now.get(key), tolerances, items)
-               for key in sorted(set(base) | set(now))]
+    keys = set(base) & set(now) if shared_only else set(base) | set(now)
+    changes = [_compare_one(key, base.get(key), now.get(key), tolerances, items) for key in sorted(keys)]
     changes.sort(key=lambda change: OUTCOMES.index(change.outcome))  # stable: keys stay sorted within an outcome
-    return Comparison(baseline_label, current_label, changes, tolerances.source)
+    left_out = len(set(base) ^ set(now)) if shared_only else 0
+    return Comparison(baseline_label, current_label, changes, tolerances.source, left_out)
 
 
-def compare_runs(baseline_dir: str | Path, current_dir: str | Path, tolerances: Tolerances | None = None
-                 ) -> Comparison:
+def compare_runs(baseline_dir: str | Path, current_dir: str | Path, tolerances: Tolerances | None = None,
+                 shared_only: bool = False) -> Comparison:
     baseline, current = read_run(baseline_dir), read_run(current_dir)
     items = (lambda record: items_of(baseline.path, record), lambda record: items_of(current.path, record))
-    return compare_records(baseline.records, current.records, tolerances, _label(baseline), _label(current), items)
+    return compare_records(baseline.records, current.records, tolerances, _label(baseline), _label(current), items,
+                           shared_only)
 
 
 def _no_items(record: Record) -> None:

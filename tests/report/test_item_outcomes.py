@@ -137,3 +137,16 @@ def test_the_main_table_shows_the_paired_difference_from_the_teacher(run_dir):
     text = f"{expected.difference:+.3g} [{expected.low:+.3g}, {expected.high:+.3g}]"
     assert shown["softmax"] == "—" and shown["swa"] in (text, text + " *")
     assert shown["swa"].endswith(" *") == expected.excludes_zero
+
+
+def test_a_partial_rerun_compares_on_the_shared_metrics_only_when_asked(run_dir, tmp_path, cli, capsys):
+    partial = changed_copy(run_dir, tmp_path / "partial", unit(run_dir, "swa", "passkey"), lambda rows: rows)
+    for path in (partial / "records").rglob("*.json"):
+        if path.parent.name != "swa":
+            path.unlink()
+    assert cli("compare", run_dir, partial) == 1  # the teacher's metrics are missing: a regression by default
+    assert cli("compare", run_dir, partial, "--shared-only") == 0
+    shared = len([r for r in records_of(run_dir) if r.variant == "swa"])
+    left_out = len(records_of(run_dir)) - shared
+    assert (f"PASS: no regressions ({shared} ok; {shared} metrics compared; {left_out} in one run only, left out "
+            "(--shared-only))") in capsys.readouterr().out
