@@ -74,7 +74,7 @@ def difference(baseline: Scored, current: Scored, baseline_items: ItemScores | N
         paired = paired_difference(baseline_items, current_items, seed)
         if paired is not None:
             return Difference(paired.difference, (paired.low, paired.high), True,
-                              f"paired over {paired.n} items ({paired.method})")
+                              f"paired over {paired.n} items: {paired.method}")
     interval = difference_interval(baseline.value, standard_error(baseline.stderr, baseline.interval),
                                    current.value, standard_error(current.stderr, current.interval))
     method = "unpaired: combined stderr" if interval is not None else "no interval: a side has no uncertainty"
